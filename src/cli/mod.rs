@@ -1,0 +1,7 @@
+//! Command line: clap definitions and dispatch (under construction).
+
+use std::process::ExitCode;
+
+pub fn main() -> ExitCode {
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,16 @@
+//! shardgate: a sharding proxy for PostgreSQL.
+//!
+//! Module map (see ARCHITECTURE.md for the invariants between them):
+//! - [`config`]: YAML -> validated, immutable `Config` snapshot.
+//! - [`protocol`]: framing and bounded decoding of Postgres protocol messages; SQLSTATEs.
+//! - [`frontend`]: listener, startup/TLS/auth, and the per-client session state machine.
+//! - [`backend`]: raw server connections to shards, per-shard pools.
+//! - [`localpg`]: starting throwaway local PostgreSQL servers (demo and tests).
+//! - [`cli`]: one file per subcommand.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod frontend;
+pub mod localpg;
+pub mod protocol;

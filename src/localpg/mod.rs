@@ -1,0 +1,1 @@
+//! localpg (under construction).
