@@ -1,0 +1,357 @@
+//! One client's session: login, then a loop that moves frames between the client and the
+//! server connections it holds.
+//!
+//! This is the one place that wires statements to backends. The session holds at most one
+//! server connection per shard (`backends[shard]`), checked out when a statement first needs
+//! that shard and, in transaction pooling, returned when the server reports the transaction
+//! over and every request has been answered. Client frames are forwarded as their original
+//! bytes except the few that name a prepared statement, which are renamed to the server-side
+//! name (`client.rs`); server frames are forwarded as bytes and only their tags are looked at
+//! (`relay.rs`).
+//!
+//! Routing: every statement goes to `default_shard` until the router lands; the backend map
+//! already allows several shards per session.
+
+mod client;
+mod relay;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::auth;
+use super::cancel::{CancelHandle, CancelTarget};
+use super::settings::{ClientSettings, Effect};
+use super::startup::{self, Opening};
+use super::Proxy;
+use crate::backend::PooledConn;
+use crate::config::{Config, PoolMode, ShardId};
+use crate::protocol::{build, sqlstate, PgError};
+
+/// How long a client may take to open and authenticate (Postgres' authentication_timeout).
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the proxy tries to roll back a connection whose client vanished.
+const ABANDON_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A client statement known to the proxy: its text and parameter types, and their hash,
+/// which names it on servers (`sg_<hash>`).
+#[derive(Debug)]
+pub(super) struct Stmt {
+    pub sql: Bytes,
+    pub param_types: Bytes,
+    pub hash: u64,
+}
+
+impl Stmt {
+    fn new(sql: &[u8], param_types: &[u8]) -> Arc<Stmt> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        sql.hash(&mut h);
+        param_types.hash(&mut h);
+        Arc::new(Stmt {
+            sql: Bytes::copy_from_slice(sql),
+            param_types: Bytes::copy_from_slice(param_types),
+            hash: h.finish(),
+        })
+    }
+}
+
+/// How the loop should go on after handling some input.
+enum Flow {
+    Continue,
+    Close,
+}
+
+pub(super) struct Session {
+    proxy: Proxy,
+    cfg: Arc<Config>,
+    client: TcpStream,
+    crbuf: BytesMut,
+    /// Output to the client that the proxy made itself (errors, ReadyForQuery).
+    cwbuf: BytesMut,
+    /// Output to each shard, written after each batch of client frames.
+    swbufs: Vec<BytesMut>,
+    backends: Vec<Option<PooledConn>>,
+    cancel: CancelHandle,
+    statements: HashMap<Bytes, Arc<Stmt>>,
+    unnamed: Option<Arc<Stmt>>,
+    settings: ClientSettings,
+    /// Why the client may not leave its server connection(s), if it may not.
+    pinned: Option<&'static str>,
+    /// The transaction status the client last saw: `I`, `T` or `E`.
+    status: u8,
+    /// After the proxy itself failed an extended-protocol message: drop input until Sync.
+    skip_until_sync: bool,
+    /// Statement effects awaiting the end of their request cycle: (cycle, effect).
+    effects: Vec<(u64, Effect)>,
+    /// Effects of finished cycles inside a transaction, applied if it commits.
+    txn_effects: Vec<Effect>,
+    sent_cycles: u64,
+    done_cycles: u64,
+    cycle_error: bool,
+    saw_rollback: bool,
+}
+
+pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
+    let mut rbuf = BytesMut::with_capacity(8 * 1024);
+    let opened = tokio::time::timeout(LOGIN_TIMEOUT, startup::negotiate(&mut stream, &mut rbuf));
+    let params = match opened.await {
+        Ok(Ok(Opening::Startup { params })) => params,
+        Ok(Ok(Opening::Cancel { pid, secret })) => {
+            proxy.inner.cancel.cancel(pid, &secret);
+            return;
+        }
+        Ok(Err(e)) => return refuse(&mut stream, &e).await,
+        Err(_) => return,
+    };
+    let mut session = match tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        Session::login(proxy, stream, rbuf, params),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err((mut stream, e))) => {
+            tracing::info!(%peer, error = %e, "login refused");
+            return refuse(&mut stream, &e).await;
+        }
+        Err(_) => return,
+    };
+    tracing::debug!(%peer, "client logged in");
+    session.serve().await;
+    session.leave().await;
+}
+
+async fn refuse(stream: &mut TcpStream, e: &PgError) {
+    let mut out = BytesMut::new();
+    build::error(&mut out, e);
+    let _ = stream.write_all(&out).await;
+}
+
+type LoginError = (TcpStream, PgError);
+
+impl Session {
+    async fn login(
+        proxy: Proxy,
+        mut client: TcpStream,
+        mut crbuf: BytesMut,
+        params: Vec<(String, String)>,
+    ) -> Result<Session, LoginError> {
+        let cfg = proxy.config();
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let Some(user) = get("user") else {
+            let e = PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                "no PostgreSQL user name specified in startup packet",
+            );
+            return Err((client, e));
+        };
+        let database = get("database").unwrap_or_else(|| user.clone());
+        if get("replication").is_some_and(|v| v != "false" && v != "0") {
+            let e = PgError::fatal(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "replication connections are not supported through shardgate",
+            );
+            return Err((client, e));
+        }
+        if database == "shardgate" {
+            let e = PgError::fatal(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "the admin console is not available in this version of shardgate",
+            );
+            return Err((client, e));
+        }
+        if database != cfg.database {
+            let e = PgError::fatal(
+                sqlstate::INVALID_CATALOG_NAME,
+                format!("database \"{database}\" does not exist"),
+            )
+            .with_hint(format!(
+                "This shardgate serves database \"{}\".",
+                cfg.database
+            ));
+            return Err((client, e));
+        }
+        let creds = proxy.inner.creds.load_full();
+        if let Err(e) = auth::authenticate(&mut client, &mut crbuf, &creds, &user, false).await {
+            return Err((client, e));
+        }
+        let shards = cfg.shards.len();
+        let cancel = proxy.inner.cancel.register();
+        let mut s = Session {
+            settings: ClientSettings::from_startup(&params),
+            proxy,
+            client,
+            crbuf,
+            cwbuf: BytesMut::with_capacity(1024),
+            swbufs: (0..shards).map(|_| BytesMut::with_capacity(4096)).collect(),
+            backends: (0..shards).map(|_| None).collect(),
+            cancel,
+            statements: HashMap::new(),
+            unnamed: None,
+            pinned: None,
+            status: b'I',
+            skip_until_sync: false,
+            effects: Vec::new(),
+            txn_effects: Vec::new(),
+            sent_cycles: 0,
+            done_cycles: 0,
+            cycle_error: false,
+            saw_rollback: false,
+            cfg,
+        };
+        // The client learns the server's parameters from the default shard, with its own
+        // startup settings applied: exactly what it would see connecting there directly.
+        let shard = s.cfg.default_shard;
+        if let Err(e) = s.ensure_backend(shard).await {
+            let e = PgError::fatal(e.code, e.message);
+            return Err((s.take_client(), e));
+        }
+        let mut out = BytesMut::new();
+        if let Some(conn) = &s.backends[shard] {
+            let mut names: Vec<_> = conn.params.iter().collect();
+            names.sort();
+            for (k, v) in names {
+                build::parameter_status(&mut out, k, v);
+            }
+        }
+        build::backend_key_data(&mut out, s.cancel.pid, s.cancel.secret);
+        build::ready_for_query(&mut out, b'I');
+        if let Err(e) = s.client.write_all(&out).await {
+            let e = PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string());
+            return Err((s.take_client(), e));
+        }
+        s.maybe_release(shard);
+        Ok(s)
+    }
+
+    fn take_client(self) -> TcpStream {
+        self.client
+    }
+
+    fn pool_mode(&self) -> PoolMode {
+        self.cfg.pool.mode
+    }
+
+    /// The main loop: until the client leaves, an error closes it, or shutdown finds it idle.
+    async fn serve(&mut self) {
+        let mut shutdown = self.proxy.shutdown_signal();
+        let max = self.cfg.limits.max_message_size;
+        loop {
+            if *shutdown.borrow() && self.is_idle() {
+                let e = PgError::fatal(sqlstate::ADMIN_SHUTDOWN, "shardgate is shutting down");
+                self.send_error(&e).await;
+                return;
+            }
+            if self.crbuf.capacity() - self.crbuf.len() < 1024 {
+                self.crbuf.reserve(8 * 1024);
+            }
+            let flow = tokio::select! {
+                r = self.client.read_buf(&mut self.crbuf) => match r {
+                    Ok(0) | Err(_) => Flow::Close,
+                    Ok(_) => self.on_client_input(max).await,
+                },
+                (shard, r) = relay::read_any(&mut self.backends) => match r {
+                    Ok(0) | Err(_) => self.on_server_lost(shard).await,
+                    Ok(_) => self.on_server_input(shard).await,
+                },
+                _ = shutdown.changed() => Flow::Continue,
+            };
+            if let Flow::Close = flow {
+                return;
+            }
+        }
+    }
+
+    /// No statement in flight and no transaction open: safe to close for shutdown.
+    fn is_idle(&self) -> bool {
+        self.status == b'I'
+            && self
+                .backends
+                .iter()
+                .flatten()
+                .all(|c| c.tracker.is_idle() && c.tx_status == b'I')
+    }
+
+    async fn send_error(&mut self, e: &PgError) {
+        build::error(&mut self.cwbuf, e);
+        let _ = self.client.write_all(&self.cwbuf).await;
+        self.cwbuf.clear();
+    }
+
+    /// Get a server connection for `shard`, bound to this session, with the client's settings.
+    async fn ensure_backend(&mut self, shard: ShardId) -> Result<(), PgError> {
+        if self.backends[shard].is_none() {
+            let pool = &self.proxy.pools()[shard];
+            let conn = pool.checkout().await?;
+            self.cancel.add(target_of(&conn));
+            self.backends[shard] = Some(conn);
+        }
+        let key = self.settings.key();
+        let Some(conn) = self.backends[shard].as_mut() else {
+            return Ok(());
+        };
+        if conn.settings_key != key && conn.tracker.is_idle() {
+            let sql = self.settings.replay_sql();
+            if let Err(e) = conn.run_hidden(&sql).await {
+                tracing::warn!(error = %e, "could not apply client settings on a server connection");
+                conn.broken = true;
+                self.release(shard);
+                return Err(PgError::error(
+                    sqlstate::CONNECTION_FAILURE,
+                    format!(
+                        "could not apply the session's settings on shard \"{}\": {e}",
+                        self.cfg.shards[shard].name
+                    ),
+                ));
+            }
+            conn.settings_key = key;
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, shard: ShardId) {
+        if let Some(conn) = self.backends[shard].take() {
+            self.cancel.remove(target_of(&conn));
+        }
+    }
+
+    /// In transaction pooling, hand the connection back once the transaction is over and
+    /// every request has been answered.
+    fn maybe_release(&mut self, shard: ShardId) {
+        if self.pool_mode() != PoolMode::Transaction || self.pinned.is_some() {
+            return;
+        }
+        if self.backends[shard].as_ref().is_some_and(|c| c.is_clean()) {
+            self.release(shard);
+        }
+    }
+
+    /// The client is gone: leave every server connection clean or have it closed.
+    async fn leave(&mut self) {
+        for shard in 0..self.backends.len() {
+            if let Some(conn) = self.backends[shard].as_mut() {
+                conn.reset_after_abandon(ABANDON_TIMEOUT).await;
+                if self.pinned.is_some() {
+                    // Session state (temp tables, LISTEN, advisory locks) must not leak to the
+                    // next client: close the connection rather than reuse it.
+                    conn.broken = true;
+                }
+            }
+            self.release(shard);
+        }
+    }
+}
+
+fn target_of(conn: &PooledConn) -> CancelTarget {
+    CancelTarget {
+        addr: conn.addr,
+        pid: conn.pid,
+        secret: conn.secret,
+    }
+}

@@ -1,0 +1,208 @@
+//! Server frames -> the client.
+//!
+//! Frames are forwarded as bytes; only their tags are read, plus the status byte of
+//! ReadyForQuery, ParameterStatus values and the first word of a CommandComplete. When
+//! nothing in a read has to be hidden, the bytes go to the client straight from the server
+//! connection's buffer, without a copy. The end of each request cycle settles the session
+//! state the cycle changed (settings, discarded statements) and may hand the connection back
+//! to the pool.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::Poll;
+
+use bytes::Buf;
+use tokio::io::AsyncWriteExt;
+
+use super::{Flow, Session};
+use crate::backend::conn::MAX_SERVER_MESSAGE;
+use crate::backend::PooledConn;
+use crate::config::ShardId;
+use crate::frontend::settings::Effect;
+use crate::protocol::track::{Expect, Visibility};
+use crate::protocol::{frame, sqlstate, PgError};
+
+/// Read from whichever bound server connection has data. Cancel-safe: a read that loses the
+/// race in `select!` has read nothing.
+pub(super) async fn read_any(
+    backends: &mut [Option<PooledConn>],
+) -> (ShardId, std::io::Result<usize>) {
+    poll_fn(|cx| {
+        for (shard, slot) in backends.iter_mut().enumerate() {
+            let Some(conn) = slot.as_mut() else { continue };
+            let conn = &mut **conn;
+            if conn.rbuf.capacity() - conn.rbuf.len() < 4096 {
+                conn.rbuf.reserve(32 * 1024);
+            }
+            if let Poll::Ready(r) =
+                tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.rbuf)
+            {
+                return Poll::Ready((shard, r));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+impl Session {
+    pub(super) async fn on_server_input(&mut self, shard: ShardId) -> Flow {
+        let Some(conn) = self.backends[shard].as_mut() else {
+            return Flow::Continue;
+        };
+        let conn = &mut **conn;
+        let mut off = 0;
+        // Whether every frame so far went to the client, so the buffer can be sent as is.
+        let mut direct = self.cwbuf.is_empty();
+        let mut cycles_done = Vec::new();
+        loop {
+            let (tag, total) = match frame::peek_tagged(&conn.rbuf[off..], MAX_SERVER_MESSAGE) {
+                Ok(Some((tag, total))) if conn.rbuf.len() - off >= total => (tag, total),
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "malformed message from a shard");
+                    conn.broken = true;
+                    let err = PgError::fatal(
+                        sqlstate::CONNECTION_FAILURE,
+                        "malformed message from a shard",
+                    );
+                    self.send_error(&err).await;
+                    return Flow::Close;
+                }
+            };
+            let body = &conn.rbuf[off + 5..off + total];
+            let head = conn.tracker.head();
+            let vis = conn.tracker.on_server(tag);
+            match tag {
+                b'Z' => {
+                    let status = body.first().copied().unwrap_or(b'I');
+                    conn.tx_status = status;
+                    if vis == Visibility::Forward {
+                        cycles_done.push(status);
+                    }
+                }
+                b'S' => {
+                    if let Some((k, v)) = crate::protocol::decode::parameter_status(body) {
+                        conn.params.insert(k, v);
+                    }
+                }
+                b'E' => {
+                    if let Some(Expect::Parse { stmt, .. }) = head {
+                        // The statement was not created; forget that it was.
+                        conn.statements.remove(&stmt);
+                        conn.unnamed = None;
+                    }
+                    if vis == Visibility::Forward {
+                        self.cycle_error = true;
+                    }
+                }
+                b'C' if body.starts_with(b"ROLLBACK") => self.saw_rollback = true,
+                _ => {}
+            }
+            match vis {
+                Visibility::Forward if !direct => {
+                    self.cwbuf.extend_from_slice(&conn.rbuf[off..off + total])
+                }
+                Visibility::Forward => {}
+                Visibility::Hide if direct => {
+                    // Switch to copying: what came before this frame goes first.
+                    self.cwbuf.extend_from_slice(&conn.rbuf[..off]);
+                    direct = false;
+                }
+                Visibility::Hide => {}
+            }
+            off += total;
+        }
+        let write = if direct {
+            let r = self.client.write_all(&conn.rbuf[..off]).await;
+            conn.rbuf.advance(off);
+            r
+        } else {
+            conn.rbuf.advance(off);
+            let r = self.client.write_all(&self.cwbuf).await;
+            self.cwbuf.clear();
+            r
+        };
+        for status in cycles_done {
+            self.status = status;
+            self.end_cycle(status);
+        }
+        self.maybe_release(shard);
+        match write {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close,
+        }
+    }
+
+    /// A server connection closed or failed under the session.
+    pub(super) async fn on_server_lost(&mut self, shard: ShardId) -> Flow {
+        let busy = self.backends[shard]
+            .as_ref()
+            .is_some_and(|c| !c.tracker.is_idle() || c.tx_status != b'I');
+        if let Some(conn) = self.backends[shard].as_mut() {
+            conn.broken = true;
+        }
+        self.release(shard);
+        if !busy && self.pinned.is_none() {
+            // An idle connection went away (server restart): the next statement gets another.
+            return Flow::Continue;
+        }
+        let name = self.cfg.shards[shard].name.clone();
+        let e = PgError::fatal(
+            sqlstate::CONNECTION_FAILURE,
+            format!("lost the connection to shard \"{name}\""),
+        );
+        self.send_error(&e).await;
+        Flow::Close
+    }
+
+    /// A request cycle (up to ReadyForQuery) ended with transaction status `status`: settle
+    /// the session-state effects of its statements.
+    pub(super) fn end_cycle(&mut self, status: u8) {
+        let cycle = self.done_cycles;
+        self.done_cycles += 1;
+        let failed = self.cycle_error;
+        let mut i = 0;
+        while i < self.effects.len() {
+            if self.effects[i].0 <= cycle {
+                let (_, e) = self.effects.remove(i);
+                if !failed {
+                    self.txn_effects.push(e);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if status == b'I' {
+            let effects = std::mem::take(&mut self.txn_effects);
+            if !self.saw_rollback && !failed {
+                for e in &effects {
+                    self.apply_effect(e);
+                }
+            }
+            self.saw_rollback = false;
+        }
+        self.cycle_error = false;
+    }
+
+    fn apply_effect(&mut self, e: &Effect) {
+        self.settings.apply(e);
+        let key = self.settings.key();
+        let discard = *e == Effect::DiscardAll;
+        if discard {
+            self.statements.clear();
+            self.unnamed = None;
+            self.pinned = None;
+        }
+        for conn in self.backends.iter_mut().flatten() {
+            if discard {
+                // DISCARD ALL reset the connection itself to its startup state.
+                conn.statements.clear();
+                conn.unnamed = None;
+                conn.settings_key = 0;
+            } else {
+                conn.settings_key = key;
+            }
+        }
+    }
+}
