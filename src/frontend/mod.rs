@@ -14,7 +14,8 @@ pub mod startup;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -40,6 +41,9 @@ struct ProxyInner {
     shutdown: watch::Sender<bool>,
     clients: AtomicUsize,
     clients_gone: Notify,
+    /// ParameterStatus sets seen at login, by client-settings fingerprint, so that a login
+    /// only needs a server connection the first time a combination of settings is seen.
+    login_params: Mutex<HashMap<u64, Arc<Vec<(String, String)>>>>,
 }
 
 /// A proxy that is accepting connections.
@@ -79,6 +83,7 @@ impl Proxy {
                 shutdown,
                 clients: AtomicUsize::new(0),
                 clients_gone: Notify::new(),
+                login_params: Mutex::new(HashMap::new()),
             }),
         })
     }

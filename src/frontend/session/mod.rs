@@ -207,18 +207,38 @@ impl Session {
         };
         // The client learns the server's parameters from the default shard, with its own
         // startup settings applied: exactly what it would see connecting there directly.
+        // The set is cached by settings fingerprint, so later logins need no server.
         let shard = s.cfg.default_shard;
-        if let Err(e) = s.ensure_backend(shard).await {
-            let e = PgError::fatal(e.code, e.message);
-            return Err((s.take_client(), e));
-        }
-        let mut out = BytesMut::new();
-        if let Some(conn) = &s.backends[shard] {
-            let mut names: Vec<_> = conn.params.iter().collect();
-            names.sort();
-            for (k, v) in names {
-                build::parameter_status(&mut out, k, v);
+        let key = s.settings.key();
+        let cached = s
+            .proxy
+            .inner
+            .login_params
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned());
+        let params = match cached {
+            Some(p) => p,
+            None => {
+                if let Err(e) = s.ensure_backend(shard).await {
+                    let e = PgError::fatal(e.code, e.message);
+                    return Err((s.take_client(), e));
+                }
+                let mut list: Vec<(String, String)> = s.backends[shard]
+                    .as_ref()
+                    .map(|c| c.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default();
+                list.sort();
+                let list = Arc::new(list);
+                if let Ok(mut m) = s.proxy.inner.login_params.lock() {
+                    m.insert(key, list.clone());
+                }
+                list
             }
+        };
+        let mut out = BytesMut::new();
+        for (k, v) in params.iter() {
+            build::parameter_status(&mut out, k, v);
         }
         build::backend_key_data(&mut out, s.cancel.pid, s.cancel.secret);
         build::ready_for_query(&mut out, b'I');
