@@ -6,6 +6,8 @@
 //! job.
 
 mod model;
+mod raw;
+mod units;
 
 pub use model::*;
 
@@ -38,4 +40,21 @@ pub fn parse(_text: &str, source: &Path) -> Result<Config, ConfigError> {
         key_path: String::new(),
         reason: "config parsing not implemented yet".into(),
     })
+}
+
+/// One problem before the file name is attached: a dotted key path and a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Problem {
+    /// `pool.size`, `shards[1].url`; empty for the whole file.
+    key_path: String,
+    reason: String,
+}
+
+impl Problem {
+    fn new(key_path: impl Into<String>, reason: impl Into<String>) -> Self {
+        Problem {
+            key_path: key_path.into(),
+            reason: reason.into(),
+        }
+    }
 }
