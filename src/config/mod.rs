@@ -8,6 +8,7 @@
 mod model;
 mod raw;
 mod units;
+mod validate;
 
 pub use model::*;
 
@@ -34,12 +35,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Validate YAML text; `source` is only used in messages and stored in the result.
-pub fn parse(_text: &str, source: &Path) -> Result<Config, ConfigError> {
-    Err(ConfigError {
-        file: source.to_path_buf(),
-        key_path: String::new(),
-        reason: "config parsing not implemented yet".into(),
-    })
+pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
+    raw::from_yaml(text)
+        .and_then(|raw| validate::validate(raw, source))
+        .map_err(|p| ConfigError {
+            file: source.to_path_buf(),
+            key_path: p.key_path,
+            reason: p.reason,
+        })
 }
 
 /// One problem before the file name is attached: a dotted key path and a reason.
