@@ -10,6 +10,9 @@ mod raw;
 mod units;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 pub use model::*;
 
 use std::path::{Path, PathBuf};
