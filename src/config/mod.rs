@@ -6,6 +6,12 @@
 //! job.
 
 mod model;
+mod raw;
+mod units;
+mod validate;
+
+#[cfg(test)]
+mod tests;
 
 pub use model::*;
 
@@ -32,10 +38,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Validate YAML text; `source` is only used in messages and stored in the result.
-pub fn parse(_text: &str, source: &Path) -> Result<Config, ConfigError> {
-    Err(ConfigError {
-        file: source.to_path_buf(),
-        key_path: String::new(),
-        reason: "config parsing not implemented yet".into(),
-    })
+pub fn parse(text: &str, source: &Path) -> Result<Config, ConfigError> {
+    raw::from_yaml(text)
+        .and_then(|raw| validate::validate(raw, source))
+        .map_err(|p| ConfigError {
+            file: source.to_path_buf(),
+            key_path: p.key_path,
+            reason: p.reason,
+        })
+}
+
+/// One problem before the file name is attached: a dotted key path and a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Problem {
+    /// `pool.size`, `shards[1].url`; empty for the whole file.
+    key_path: String,
+    reason: String,
+}
+
+impl Problem {
+    fn new(key_path: impl Into<String>, reason: impl Into<String>) -> Self {
+        Problem {
+            key_path: key_path.into(),
+            reason: reason.into(),
+        }
+    }
 }

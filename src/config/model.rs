@@ -158,7 +158,8 @@ pub struct RangeScheme {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangeEntry {
-    /// Exclusive upper bound; `None` only on the last entry (the rest).
+    /// Exclusive upper bound; `None` only on the last entry (the rest). When the last entry
+    /// has a bound too, keys at or past it belong to no shard (see [`RangeScheme::shard_for`]).
     pub below: Option<RangeBound>,
     pub shard: ShardId,
 }
@@ -220,6 +221,26 @@ pub struct TlsConfig {
 impl Config {
     pub fn shard_id(&self, name: &str) -> Option<ShardId> {
         self.shards.iter().position(|s| s.name == name)
+    }
+}
+
+impl RangeScheme {
+    /// The shard owning `key`: the first range whose `below` is greater than the key (text
+    /// compares bytewise), else the last range if it has no bound. `None` when the last range
+    /// is bounded and the key is at or past it, or when the key's kind differs from the
+    /// bounds' (validation rules that out for configured tables).
+    pub fn shard_for(&self, key: &RangeBound) -> Option<ShardId> {
+        for range in &self.ranges {
+            match &range.below {
+                None => return Some(range.shard),
+                Some(below) if std::mem::discriminant(below) != std::mem::discriminant(key) => {
+                    return None
+                }
+                Some(below) if key < below => return Some(range.shard),
+                Some(_) => {}
+            }
+        }
+        None
     }
 }
 
