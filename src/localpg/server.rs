@@ -89,6 +89,12 @@ impl LocalServer {
 
     /// Stop with `pg_ctl stop -m immediate`: no shutdown checkpoint, as after a crash; the
     /// next start runs crash recovery. Killing a stopped server is not an error.
+    ///
+    /// The servers run with `synchronous_commit=off`, so commits from the last moments
+    /// (up to about 3 x `wal_writer_delay`) can be lost, exactly as in a real crash with that
+    /// setting. `PREPARE TRANSACTION` and `COMMIT PREPARED` always flush. A test that checks
+    /// what survives a kill sets `synchronous_commit = on` in its session (or cluster-wide
+    /// through `ClusterOptions::extra_settings`).
     pub fn kill(&self) -> Result<(), LocalPgError> {
         self.pg_ctl_stop("immediate")
     }
