@@ -278,6 +278,24 @@ mod tests {
         );
     }
 
+    /// As root, both ways of switching users must really run the program as `postgres`.
+    #[test]
+    fn switching_user_works_when_root() {
+        if !is_root() {
+            return;
+        }
+        RunAs::detect().expect("the postgres OS user exists or can be created");
+        for run_as in [RunAs::Runuser, RunAs::Su] {
+            let cmd = run_as.command(Path::new("/usr/bin/id"), &["-un".into()]);
+            let out = run(cmd, "id -un".into(), None).expect("id runs");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                "postgres",
+                "{run_as:?}"
+            );
+        }
+    }
+
     #[test]
     fn runuser_line_switches_user() {
         let line = RunAs::Runuser.shell_command(Path::new("/bin/pg_ctl"), &["status".into()]);
