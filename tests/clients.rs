@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::proxy::{blocking, start_proxy, ProxyOpts, TestProxy};
+use common::proxy::{start_proxy, ProxyOpts};
 
 fn text(o: &std::process::Output) -> String {
     format!(
@@ -18,18 +18,15 @@ fn text(o: &std::process::Output) -> String {
 #[tokio::test]
 async fn psql_script_and_meta_commands() {
     let p = start_proxy("psql", ProxyOpts::default()).await;
-    let (addr, db) = (p.addr, p.db.clone());
-    let out = blocking(move || {
-        let t = TestProxy { addr, db, running: None };
+    let out = {
         let script = b"create table notes (id serial primary key, body text not null);\n\
             insert into notes (body) values ('one'), ('two');\n\
             begin;\nupdate notes set body = 'TWO' where id = 2;\ncommit;\n\
             select string_agg(body, ',' order by id) from notes;\n\
             \\d notes\n\
             \\dt\n";
-        t.psql(&["-A", "-t"], Some(script), &[])
-    })
-    .await;
+        p.psql(&["-A", "-t"], Some(script), &[]).await
+    };
     let s = text(&out);
     assert!(out.status.success(), "{s}");
     assert!(s.contains("one,TWO"), "{s}");
@@ -38,12 +35,9 @@ async fn psql_script_and_meta_commands() {
     // \dt lists it.
     assert!(s.contains("notes|table|app"), "{s}");
     // An error in a script stops psql with status 3 and the server's message.
-    let (addr, db) = (p.addr, p.db.clone());
-    let out = blocking(move || {
-        let t = TestProxy { addr, db, running: None };
-        t.psql(&[], Some(b"select * from no_such_table;\n"), &[])
-    })
-    .await;
+    let out = p
+        .psql(&[], Some(b"select * from no_such_table;\n"), &[])
+        .await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("relation \"no_such_table\" does not exist"));
 }
@@ -64,33 +58,38 @@ fn pgbench_counts(out: &str) -> (u64, u64) {
 
 #[tokio::test]
 async fn pgbench_all_query_modes() {
-    let p = start_proxy("pgbench", ProxyOpts { pool_size: 4, ..Default::default() }).await;
-    let (addr, db) = (p.addr, p.db.clone());
-    let init = blocking(move || {
-        let t = TestProxy { addr, db, running: None };
-        t.pgbench(&["-i", "-s", "1", "-q"])
-    })
+    let p = start_proxy(
+        "pgbench",
+        ProxyOpts {
+            pool_size: 4,
+            ..Default::default()
+        },
+    )
     .await;
+    let init = p.pgbench(&["-i", "-s", "1", "-q"]).await;
     assert!(init.status.success(), "pgbench -i failed: {}", text(&init));
     for mode in ["simple", "extended", "prepared"] {
         for script in [&["-S"][..], &[][..]] {
-            let (addr, db) = (p.addr, p.db.clone());
             let mut args: Vec<String> = vec!["-n", "-c", "6", "-j", "2", "-t", "150", "-M", mode]
                 .into_iter()
                 .map(String::from)
                 .collect();
             args.extend(script.iter().map(|s| s.to_string()));
-            let out = blocking(move || {
-                let t = TestProxy { addr, db, running: None };
-                let a: Vec<&str> = args.iter().map(String::as_str).collect();
-                t.pgbench(&a)
-            })
-            .await;
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = p.pgbench(&a).await;
             let s = text(&out);
             assert!(out.status.success(), "pgbench -M {mode} {script:?}: {s}");
             let (processed, failed) = pgbench_counts(&String::from_utf8_lossy(&out.stdout));
             assert_eq!(processed, 900, "pgbench -M {mode} {script:?}: {s}");
             assert_eq!(failed, 0, "pgbench -M {mode} {script:?}: {s}");
+            eprintln!(
+                "pgbench -M {mode} {script:?}: {}",
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| l.starts_with("latency") || l.starts_with("tps"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
         }
     }
     // The TPC-B-like runs changed balances consistently: the sums over the three tables agree.
@@ -105,6 +104,10 @@ async fn pgbench_all_query_modes() {
     let (a, b, h): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
     assert_eq!(a, h);
     assert_eq!(b, h);
-    let n: i64 = c.query_one("select count(*) from pgbench_history", &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one("select count(*) from pgbench_history", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 3 * 900);
 }

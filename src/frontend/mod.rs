@@ -12,9 +12,9 @@ mod session;
 pub mod settings;
 pub mod startup;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,9 @@ use crate::backend::ShardPool;
 use crate::config::Config;
 use auth::Credentials;
 use cancel::CancelRegistry;
+
+/// The ParameterStatus values a client is told at login, sorted by name.
+pub type LoginParams = Arc<Vec<(String, String)>>;
 
 /// A cloneable handle to one running proxy's shared state.
 #[derive(Clone)]
@@ -43,7 +46,7 @@ struct ProxyInner {
     clients_gone: Notify,
     /// ParameterStatus sets seen at login, by client-settings fingerprint, so that a login
     /// only needs a server connection the first time a combination of settings is seen.
-    login_params: Mutex<HashMap<u64, Arc<Vec<(String, String)>>>>,
+    login_params: Mutex<HashMap<u64, LoginParams>>,
 }
 
 /// A proxy that is accepting connections.

@@ -79,6 +79,10 @@ pub async fn start_proxy(prefix: &str, o: ProxyOpts) -> TestProxy {
 }
 
 pub async fn start_proxy_on(db: &str, o: ProxyOpts) -> TestProxy {
+    // Logs only when RUST_LOG asks for them.
+    if std::env::var_os("RUST_LOG").is_some() {
+        shardgate::cli::init_logging(None);
+    }
     let yaml = config_yaml(db, &o);
     let cfg = config::parse(&yaml, std::path::Path::new("test.yaml"))
         .unwrap_or_else(|e| panic!("test config rejected: {e}\n{yaml}"));
@@ -105,7 +109,9 @@ impl TestProxy {
 
     /// A tokio-postgres client as user app.
     pub async fn connect(&self) -> tokio_postgres::Client {
-        self.try_connect("app", "app").await.expect("connect through the proxy")
+        self.try_connect("app", "app")
+            .await
+            .expect("connect through the proxy")
     }
 
     pub async fn try_connect(
@@ -121,8 +127,8 @@ impl TestProxy {
         Ok(client)
     }
 
-    /// Run `psql` against the proxy with `args`; returns the output.
-    pub fn psql(&self, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
+    /// Run `psql` against the proxy with `args`, off the async runtime (the proxy runs on it).
+    pub async fn psql(&self, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(bin_path("psql"));
         cmd.arg("-X")
             .arg("-v")
@@ -141,11 +147,12 @@ impl TestProxy {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        run_with_stdin(cmd, stdin)
+        let stdin = stdin.map(<[u8]>::to_vec);
+        blocking(move || run_with_stdin(cmd, stdin.as_deref())).await
     }
 
-    /// Run `pgbench` against the proxy with `args`.
-    pub fn pgbench(&self, args: &[&str]) -> Output {
+    /// Run `pgbench` against the proxy with `args`, off the async runtime.
+    pub async fn pgbench(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(bin_path("pgbench"));
         cmd.arg("-h")
             .arg("127.0.0.1")
@@ -156,7 +163,7 @@ impl TestProxy {
             .args(args)
             .arg(&self.db)
             .env("PGPASSWORD", "app");
-        run_with_stdin(cmd, None)
+        blocking(move || run_with_stdin(cmd, None)).await
     }
 
     pub async fn shutdown(mut self, grace: Duration) -> usize {
@@ -170,9 +177,13 @@ impl TestProxy {
 fn run_with_stdin(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
     use std::io::Write;
     use std::process::Stdio;
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn client binary");
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("stdin pipe");

@@ -226,7 +226,12 @@ impl Session {
                 }
                 let mut list: Vec<(String, String)> = s.backends[shard]
                     .as_ref()
-                    .map(|c| c.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .map(|c| {
+                        c.params
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 list.sort();
                 let list = Arc::new(list);
@@ -347,8 +352,16 @@ impl Session {
         if self.pool_mode() != PoolMode::Transaction || self.pinned.is_some() {
             return;
         }
-        if self.backends[shard].as_ref().is_some_and(|c| c.is_clean()) {
-            self.release(shard);
+        match self.backends[shard].as_ref() {
+            Some(c) if c.is_clean() => self.release(shard),
+            Some(c) if c.tx_status == b'I' => tracing::debug!(
+                shard,
+                outstanding = ?c.tracker.head(),
+                buffered = c.rbuf.len(),
+                broken = c.broken,
+                "transaction over but the connection is not clean yet"
+            ),
+            _ => {}
         }
     }
 
