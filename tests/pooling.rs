@@ -406,6 +406,6 @@ impl ConnectErr for common::proxy::TestProxy {
         self.try_connect("app", "app")
             .await
             .err()
-            .expect("connection must fail")
+            .unwrap_or_else(|| panic!("connection must fail"))
     }
 }

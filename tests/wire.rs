@@ -19,13 +19,13 @@ async fn scram_login_succeeds_and_bad_credentials_fail() {
         .try_connect("app", "wrong")
         .await
         .err()
-        .expect("wrong password must fail");
+        .unwrap_or_else(|| panic!("wrong password must fail"));
     assert_eq!(code(&e), "28P01", "{e}");
     let e = p
         .try_connect("nobody", "x")
         .await
         .err()
-        .expect("unknown user must fail");
+        .unwrap_or_else(|| panic!("unknown user must fail"));
     assert_eq!(code(&e), "28000", "{e}");
     // A second configured user with its own password.
     assert!(p.try_connect("other", "secret").await.is_ok());
@@ -50,7 +50,7 @@ async fn md5_and_trust_methods() {
         .try_connect("app", "nope")
         .await
         .err()
-        .expect("md5 wrong password");
+        .unwrap_or_else(|| panic!("md5 wrong password"));
     assert_eq!(code(&e), "28P01");
     let out = blocking({
         let url = p.url("app", "app");
@@ -85,7 +85,7 @@ async fn md5_and_trust_methods() {
         .try_connect("ghost", "")
         .await
         .err()
-        .expect("unknown user under trust");
+        .unwrap_or_else(|| panic!("unknown user under trust"));
     assert_eq!(code(&e), "28000");
 }
 
