@@ -6,6 +6,7 @@
 //! - [`frontend`]: listener, startup/TLS/auth, and the per-client session state machine.
 //! - [`backend`]: raw server connections to shards, per-shard pools.
 //! - [`localpg`]: starting throwaway local PostgreSQL servers (demo and tests).
+//! - [`router`]: statement -> route (pure); shard functions.
 //! - [`cli`]: one file per subcommand.
 
 pub mod backend;
@@ -14,3 +15,4 @@ pub mod config;
 pub mod frontend;
 pub mod localpg;
 pub mod protocol;
+pub mod router;

@@ -1,0 +1,1 @@
+//! PostgreSQL-compatible hash placement (being written).
