@@ -10,7 +10,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use super::error::LocalPgError;
-use super::exec::Tools;
+use super::exec::{RunAs, Tools};
 use super::server::path_arg;
 
 /// Marks a root as created by `localpg`; holds the creator's token for the watchdog.
@@ -34,7 +34,34 @@ pub(crate) fn claim_root(tools: &Tools, root: &Path) -> Result<(), LocalPgError>
         .recursive(true)
         .mode(0o755)
         .create(root)
-        .map_err(|e| LocalPgError::io("create directory", root, e))
+        .map_err(|e| LocalPgError::io("create directory", root, e))?;
+    check_reachable(tools, root)
+}
+
+/// As root, the servers run as `postgres`, which must be able to reach `root`: a parent
+/// directory of mode 0700 (root's home, a `mktemp -d` dir) would make `pg_ctl` fail with a
+/// bare "Permission denied". Say what is wrong instead.
+fn check_reachable(tools: &Tools, root: &Path) -> Result<(), LocalPgError> {
+    if tools.run_as == RunAs::Me {
+        return Ok(());
+    }
+    let reachable = tools
+        .run_as
+        .command(Path::new("test"), &["-x".to_owned(), path_arg(root)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if reachable {
+        Ok(())
+    } else {
+        Err(LocalPgError::Options(format!(
+            "the OS user postgres (which runs the servers when started as root) cannot reach {}: \
+             a parent directory is not searchable by it (mode 0700?); run from a directory it \
+             can read, for example under /tmp or /srv",
+            root.display()
+        )))
+    }
 }
 
 /// Stop servers still running from an earlier cluster in `root` (after a crash of its
