@@ -22,7 +22,14 @@ impl KeyValue {
             KeyValue::Text(s) => s.clone(),
             KeyValue::Uuid(b) => {
                 let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &h[..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..]
+                )
             }
         }
     }
