@@ -1,0 +1,174 @@
+//! The first look at a statement, before (and instead of) sqlparser: routing hints in a
+//! leading comment, and the statement kinds sqlparser cannot read or that need no parse
+//! (transaction control incl. `PREPARE TRANSACTION`, `SET`/`SHOW`/`RESET`/`DISCARD`, `DO`,
+//! `VACUUM`, cursor commands, ...). Works on text only.
+
+/// A routing hint from a leading `/* shardgate: ... */` comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hint {
+    /// `shard=s1`
+    Shard(String),
+    /// `key=42 table=users`
+    Key { key: String, table: String },
+}
+
+/// What the keywords alone say about a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Begin,
+    Commit,
+    Rollback,
+    /// SAVEPOINT, RELEASE, ROLLBACK TO: go to every shard of the transaction.
+    Savepoint,
+    /// PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED issued by the client itself.
+    ClientTwoPhase,
+    /// SET, RESET, SHOW, DISCARD, DEALLOCATE, LISTEN, UNLISTEN, NOTIFY, LOAD: session commands
+    /// that touch no table.
+    Session,
+    /// FETCH, MOVE, CLOSE: act on a cursor, which lives where it was declared.
+    Cursor,
+    /// VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT: maintenance, not transactional.
+    Maintenance,
+    /// DO blocks and other text sqlparser cannot analyse; routed by the tables they name.
+    Opaque,
+    /// Anything else: sqlparser decides.
+    Parse,
+    /// Only whitespace and comments.
+    Empty,
+}
+
+/// Skip whitespace and comments, returning the rest and any shardgate hint found in a
+/// leading block comment.
+pub fn strip_leading(sql: &str) -> (&str, Option<Hint>) {
+    let mut s = sql;
+    let mut hint = None;
+    loop {
+        s = s.trim_start();
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.find('\n').map_or("", |n| &rest[n..]);
+        } else if let Some(rest) = s.strip_prefix("/*") {
+            let end = rest.find("*/").unwrap_or(rest.len());
+            if hint.is_none() {
+                hint = parse_hint(&rest[..end]);
+            }
+            s = rest.get(end + 2..).unwrap_or("");
+        } else {
+            return (s, hint);
+        }
+    }
+}
+
+fn parse_hint(comment: &str) -> Option<Hint> {
+    let body = comment.trim().strip_prefix("shardgate:")?;
+    let mut shard = None;
+    let mut key = None;
+    let mut table = None;
+    for part in body.split_whitespace() {
+        let (k, v) = part.split_once('=')?;
+        let v = v
+            .trim_matches(|c| c == '\'' || c == '"' || c == ',')
+            .to_owned();
+        match k {
+            "shard" => shard = Some(v),
+            "key" => key = Some(v),
+            "table" => table = Some(v.to_ascii_lowercase()),
+            _ => return None,
+        }
+    }
+    match (shard, key, table) {
+        (Some(s), None, None) => Some(Hint::Shard(s)),
+        (None, Some(key), Some(table)) => Some(Hint::Key { key, table }),
+        _ => None,
+    }
+}
+
+/// The leading words (lowercase), for classification.
+fn words(s: &str, n: usize) -> Vec<String> {
+    s.split(|c: char| c.is_whitespace() || c == ';' || c == '(')
+        .filter(|w| !w.is_empty())
+        .take(n)
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// Classify by the first keywords of `s` (already stripped of leading comments).
+pub fn kind(s: &str) -> Kind {
+    let w = words(s, 3);
+    let w0 = w.first().map(String::as_str).unwrap_or("");
+    let w1 = w.get(1).map(String::as_str).unwrap_or("");
+    match w0 {
+        "" => Kind::Empty,
+        "begin" | "start" => Kind::Begin,
+        "commit" | "end" if w1 == "prepared" => Kind::ClientTwoPhase,
+        "commit" | "end" => Kind::Commit,
+        "abort" => Kind::Rollback,
+        "rollback" if w1 == "prepared" => Kind::ClientTwoPhase,
+        "rollback" if w1 == "to" => Kind::Savepoint,
+        "rollback" => Kind::Rollback,
+        "savepoint" | "release" => Kind::Savepoint,
+        "prepare" if w1 == "transaction" => Kind::ClientTwoPhase,
+        "set" | "reset" | "show" | "discard" | "deallocate" | "listen" | "unlisten" | "notify"
+        | "load" => Kind::Session,
+        "fetch" | "move" | "close" => Kind::Cursor,
+        "vacuum" | "analyze" | "analyse" | "cluster" | "reindex" | "checkpoint" => {
+            Kind::Maintenance
+        }
+        "do" => Kind::Opaque,
+        _ => Kind::Parse,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_and_kinds() {
+        let cases: &[(&str, Kind, Option<Hint>)] = &[
+            ("BEGIN", Kind::Begin, None),
+            (
+                "start transaction isolation level serializable",
+                Kind::Begin,
+                None,
+            ),
+            ("begin read write, deferrable", Kind::Begin, None),
+            ("COMMIT", Kind::Commit, None),
+            ("end", Kind::Commit, None),
+            ("ROLLBACK", Kind::Rollback, None),
+            ("rollback to savepoint a", Kind::Savepoint, None),
+            ("SAVEPOINT a", Kind::Savepoint, None),
+            ("release savepoint a", Kind::Savepoint, None),
+            ("PREPARE TRANSACTION 'x'", Kind::ClientTwoPhase, None),
+            ("COMMIT PREPARED 'x'", Kind::ClientTwoPhase, None),
+            ("ROLLBACK PREPARED 'x'", Kind::ClientTwoPhase, None),
+            ("SET search_path = a", Kind::Session, None),
+            ("show all", Kind::Session, None),
+            ("DISCARD ALL", Kind::Session, None),
+            ("FETCH 10 FROM c", Kind::Cursor, None),
+            ("MOVE NEXT IN c", Kind::Cursor, None),
+            ("VACUUM (VERBOSE) users", Kind::Maintenance, None),
+            ("DO $$ begin end $$", Kind::Opaque, None),
+            ("select 1", Kind::Parse, None),
+            ("  -- only a comment\n", Kind::Empty, None),
+            (
+                "/* shardgate: shard=s1 */ select 1",
+                Kind::Parse,
+                Some(Hint::Shard("s1".into())),
+            ),
+            (
+                "/* shardgate: key=42 table=Users */ delete from users",
+                Kind::Parse,
+                Some(Hint::Key {
+                    key: "42".into(),
+                    table: "users".into(),
+                }),
+            ),
+            ("/* just a comment */ select 1", Kind::Parse, None),
+            ("/* shardgate: bogus=1 */ select 1", Kind::Parse, None),
+        ];
+        for (sql, k, h) in cases {
+            let (rest, hint) = strip_leading(sql);
+            assert_eq!((kind(rest), &hint), (*k, h), "{sql}");
+        }
+    }
+}

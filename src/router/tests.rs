@@ -1,0 +1,344 @@
+//! Table-driven routing tests: `statement (+ params) -> expected route`, one case a line,
+//! against the SPEC's example configuration (config/shardgate.yaml: shards s0, s1; users,
+//! posts, comments on hash scheme by_user; events on range scheme by_event (below 1000000 ->
+//! s0, rest -> s1); orgs on directory scheme by_org; countries a reference table).
+//!
+//! Expected forms: `single @K` (the one shard owning by_user key K, computed with the hash
+//! functions, which `tests/hash_placement.rs` checks against Postgres), `single s1`,
+//! `multi @K,@L`, `all`, `default`, `reference`, `refuse <words in the message>`,
+//! `control <Kind>`, `lookup`. A `w` after the class means the route is a write.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::config;
+
+fn router() -> Router {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/shardgate.yaml");
+    Router::new(Arc::new(
+        config::load(&path).expect("the SPEC example loads"),
+    ))
+}
+
+fn owner(r: &Router, k: i64) -> String {
+    let cfg = r.config();
+    let b = hash::bucket_of(&KeyValue::Int(k), 1024) as usize;
+    let crate::config::Scheme::Hash(h) = &cfg.schemes["by_user"] else {
+        unreachable!()
+    };
+    cfg.shards[h.map[b]].name.clone()
+}
+
+/// Render a decision in the compact expected form.
+fn render(r: &Router, d: &Decision) -> String {
+    match d {
+        Decision::Route(route) => {
+            let names: Vec<&str> = route
+                .shards
+                .iter()
+                .map(|&s| r.config().shards[s].name.as_str())
+                .collect();
+            format!(
+                "{}{} {}",
+                route.class.label(),
+                if route.write { " w" } else { "" },
+                names.join(",")
+            )
+        }
+        Decision::Refuse(m) => format!("refuse {m}"),
+        Decision::Lookup { .. } => "lookup".into(),
+        Decision::Control(k) => format!("control {k:?}"),
+    }
+}
+
+/// Expand `@K` to the owner of key K and compare loosely for refusals.
+fn check(r: &Router, sql: &str, params: &[Option<&str>], want: &str) {
+    let values: Vec<Option<&[u8]>> = params.iter().map(|p| p.map(str::as_bytes)).collect();
+    let p = Params::new(&[], values);
+    let got = render(r, &r.decide(&r.plan(sql), &p, &NoDirectory));
+    if let Some(words) = want.strip_prefix("refuse ") {
+        assert!(
+            got.starts_with("refuse ")
+                && words
+                    .split(' ')
+                    .all(|w| got.to_lowercase().contains(&w.to_lowercase())),
+            "{sql}\n  want refuse containing {words:?}\n  got {got}"
+        );
+        return;
+    }
+    let mut expanded = String::new();
+    for tok in want.split_inclusive([' ', ',']) {
+        let (word, sep) = tok.split_at(tok.trim_end_matches([' ', ',']).len());
+        match word.strip_prefix('@') {
+            Some(k) => expanded.push_str(&owner(r, k.parse().expect("key"))),
+            None => expanded.push_str(word),
+        }
+        expanded.push_str(sep);
+    }
+    // Multi-shard expectations list owners, which may coincide: compare as sets.
+    let norm = |s: &str| {
+        let (head, shards) = s.rsplit_once(' ').unwrap_or((s, ""));
+        let mut v: Vec<&str> = shards.split(',').filter(|x| !x.is_empty()).collect();
+        v.sort_unstable();
+        v.dedup();
+        let class = if v.len() == 1 {
+            head.replace("multi", "single")
+        } else {
+            head.to_string()
+        };
+        format!("{class} {}", v.join(","))
+    };
+    assert_eq!(norm(&got), norm(&expanded), "{sql} {params:?}");
+}
+
+#[test]
+fn routing_table() {
+    let r = router();
+    let all = "s0,s1";
+    let cases: Vec<(&str, Vec<Option<&str>>, String)> = vec![
+        // Point reads by key: literal, either side, casts, parentheses, aliases.
+        ("SELECT * FROM users WHERE id = 42", vec![], "single @42".into()),
+        ("select * from users where 42 = id", vec![], "single @42".into()),
+        ("SELECT name FROM users WHERE id = 42 AND name = 'x'", vec![], "single @42".into()),
+        ("SELECT * FROM users WHERE (id = 7)", vec![], "single @7".into()),
+        ("SELECT * FROM users WHERE id = '42'", vec![], "single @42".into()),
+        ("SELECT * FROM users WHERE id = 42::bigint", vec![], "single @42".into()),
+        ("SELECT * FROM users WHERE id = -5", vec![], "single @-5".into()),
+        ("SELECT * FROM users u WHERE u.id = 9", vec![], "single @9".into()),
+        ("SELECT * FROM public.users WHERE users.id = 9", vec![], "single @9".into()),
+        ("SELECT * FROM users WHERE name = 'a' AND (id = 3 AND true)", vec![], "single @3".into()),
+        ("SELECT * FROM USERS WHERE ID = 11", vec![], "single @11".into()),
+        // Parameters.
+        ("SELECT * FROM users WHERE id = $1", vec![Some("42")], "single @42".into()),
+        ("SELECT * FROM users WHERE id = $2 AND name = $1", vec![Some("x"), Some("8")], "single @8".into()),
+        ("SELECT * FROM users WHERE id = $1", vec![], format!("all {all}")),
+        ("SELECT * FROM users WHERE id = $1", vec![Some("nope")], format!("all {all}")),
+        ("SELECT * FROM users WHERE id = $1::int8", vec![Some("5")], "single @5".into()),
+        // IN, ANY, OR.
+        ("SELECT * FROM users WHERE id IN (1, 2, 3)", vec![], "multi @1,@2,@3".into()),
+        ("SELECT * FROM users WHERE id IN (42)", vec![], "single @42".into()),
+        ("SELECT * FROM users WHERE id IN ($1, $2)", vec![Some("1"), Some("2")], "multi @1,@2".into()),
+        ("SELECT * FROM users WHERE id = ANY($1)", vec![Some("{1,2,3,4}")], "multi @1,@2,@3,@4".into()),
+        ("SELECT * FROM users WHERE id = ANY($1)", vec![Some("{42}")], "single @42".into()),
+        ("SELECT * FROM users WHERE id = ANY(ARRAY[5, 6])", vec![], "multi @5,@6".into()),
+        ("SELECT * FROM users WHERE id = 1 OR id = 2", vec![], "multi @1,@2".into()),
+        ("SELECT * FROM users WHERE (id = 1 OR id = 2) AND name = 'x'", vec![], "multi @1,@2".into()),
+        ("SELECT * FROM users WHERE id = 1 OR name = 'x'", vec![], format!("all {all}")),
+        ("SELECT * FROM users WHERE id NOT IN (1)", vec![], format!("all {all}")),
+        // No usable key: every shard; concatenation is fine, merges are flagged.
+        ("SELECT * FROM users", vec![], format!("all {all}")),
+        ("SELECT * FROM users WHERE id > 5", vec![], format!("all {all}")),
+        ("SELECT * FROM users WHERE name = 'x'", vec![], format!("all {all}")),
+        ("SELECT * FROM users WHERE id = id", vec![], format!("all {all}")),
+        ("SELECT * FROM users WHERE id + 0 = 5", vec![], format!("all {all}")),
+        // Co-located joins.
+        ("SELECT * FROM users u JOIN posts p ON p.user_id = u.id WHERE u.id = 42", vec![], "single @42".into()),
+        ("SELECT * FROM users u JOIN posts p ON p.user_id = u.id WHERE p.user_id = 42", vec![], "single @42".into()),
+        ("SELECT * FROM users u, posts p WHERE p.user_id = u.id AND u.id = $1", vec![Some("3")], "single @3".into()),
+        ("SELECT * FROM users u JOIN posts p ON p.user_id = u.id", vec![], format!("all {all}")),
+        ("SELECT * FROM users u LEFT JOIN comments c ON c.user_id = u.id WHERE u.id = 1", vec![], "single @1".into()),
+        ("SELECT * FROM posts p JOIN comments c ON c.user_id = p.user_id AND c.post_id = p.id WHERE p.user_id = 2", vec![], "single @2".into()),
+        ("SELECT * FROM users u JOIN posts p ON p.id = u.id", vec![], "refuse join across shards".into()),
+        ("SELECT * FROM users u JOIN posts p ON true WHERE u.id = 1", vec![], "refuse join across shards".into()),
+        ("SELECT * FROM users u JOIN posts p ON true WHERE u.id = 1 AND p.user_id = 1", vec![], "single @1".into()),
+        ("SELECT * FROM users a JOIN users b ON a.id = b.id WHERE a.id = 4", vec![], "single @4".into()),
+        ("SELECT * FROM users u JOIN events e ON e.id = u.id", vec![], "refuse different schemes".into()),
+        // Correlated and uncorrelated subqueries.
+        ("SELECT * FROM users u WHERE EXISTS (SELECT 1 FROM posts p WHERE p.user_id = u.id) AND u.id = 5", vec![], "single @5".into()),
+        ("SELECT * FROM users u WHERE EXISTS (SELECT 1 FROM posts p WHERE p.user_id = u.id)", vec![], format!("all {all}")),
+        ("SELECT * FROM users WHERE id IN (SELECT user_id FROM posts)", vec![], "refuse across shards".into()),
+        ("SELECT * FROM users WHERE id IN (SELECT user_id FROM posts WHERE user_id = 1) AND id = 1", vec![], "single @1".into()),
+        ("SELECT (SELECT count(*) FROM posts p WHERE p.user_id = u.id) FROM users u WHERE u.id = 6", vec![], "single @6".into()),
+        ("SELECT * FROM (SELECT * FROM users WHERE id = 3) s", vec![], "single @3".into()),
+        ("WITH x AS (SELECT * FROM users WHERE id = 8) SELECT * FROM x", vec![], "single @8".into()),
+        ("WITH x AS (SELECT * FROM users) SELECT * FROM x", vec![], format!("all {all}")),
+        // Reference tables.
+        ("SELECT * FROM countries", vec![], "reference s0".into()),
+        ("SELECT * FROM countries WHERE code = 'de'", vec![], "reference s0".into()),
+        ("SELECT * FROM users u JOIN countries c ON c.code = u.country WHERE u.id = 1", vec![], "single @1".into()),
+        ("SELECT * FROM users u JOIN countries c ON c.code = u.country", vec![], format!("all {all}")),
+        ("INSERT INTO countries (code, name) VALUES ('xx', 'X')", vec![], format!("reference w {all}")),
+        ("UPDATE countries SET name = 'y'", vec![], format!("reference w {all}")),
+        ("DELETE FROM countries WHERE code = 'xx'", vec![], format!("reference w {all}")),
+        // Unsharded tables and catalogs go to the default shard.
+        ("SELECT * FROM settings", vec![], "default s0".into()),
+        ("INSERT INTO audit (x) VALUES (1)", vec![], "default s0".into()),
+        ("SELECT 1", vec![], "default s0".into()),
+        ("SELECT now(), version()", vec![], "default s0".into()),
+        ("SELECT * FROM generate_series(1, 3)", vec![], "default s0".into()),
+        ("SELECT * FROM pg_catalog.pg_class", vec![], "default s0".into()),
+        ("SELECT * FROM information_schema.tables", vec![], "default s0".into()),
+        ("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace", vec![], "default s0".into()),
+        ("SELECT * FROM users u JOIN settings s ON s.id = u.id WHERE u.id = 1", vec![], "refuse not configured".into()),
+        // INSERT: row by row.
+        ("INSERT INTO users (id, name) VALUES (42, 'a')", vec![], "single w @42".into()),
+        ("INSERT INTO users (name, id) VALUES ('a', $1)", vec![Some("7")], "single w @7".into()),
+        ("INSERT INTO users (id, name) VALUES ($1, $2)", vec![Some("9"), Some("n")], "single w @9".into()),
+        ("INSERT INTO users (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c')", vec![], "multi w @1,@2,@3".into()),
+        ("INSERT INTO users (id) VALUES (42), (42)", vec![], "single w @42".into()),
+        ("INSERT INTO users (id, name) VALUES (42, 'a') RETURNING *", vec![], "single w @42".into()),
+        ("INSERT INTO users (id, name) VALUES (42, 'a') ON CONFLICT (id) DO UPDATE SET name = excluded.name", vec![], "single w @42".into()),
+        ("INSERT INTO users VALUES (42, 'a')", vec![], "refuse must name its columns".into()),
+        ("INSERT INTO users (name) VALUES ('a')", vec![], "refuse without a value for the shard key".into()),
+        ("INSERT INTO users (id, name) VALUES (DEFAULT, 'a')", vec![], "refuse row 1".into()),
+        ("INSERT INTO users (id, name) VALUES (1 + 1, 'a')", vec![], "refuse row 1".into()),
+        ("INSERT INTO users (id, name) VALUES ($1, 'a')", vec![None], "refuse NULL".into()),
+        ("INSERT INTO users (id, name) SELECT 1, 'a'", vec![], "refuse INSERT ... SELECT".into()),
+        ("INSERT INTO users (id, name) SELECT id, name FROM users", vec![], "refuse INSERT".into()),
+        ("INSERT INTO posts (id, user_id, title) VALUES (1, 42, 't')", vec![], "single w @42".into()),
+        ("INSERT INTO audit (x) SELECT id FROM users", vec![], "refuse reading configured".into()),
+        // UPDATE / DELETE.
+        ("UPDATE users SET name = 'x' WHERE id = 42", vec![], "single w @42".into()),
+        ("UPDATE users SET name = $1 WHERE id = $2", vec![Some("x"), Some("3")], "single w @3".into()),
+        ("UPDATE users SET name = 'x'", vec![], format!("all w {all}")),
+        ("UPDATE users SET id = 5 WHERE id = 4", vec![], "refuse shard key".into()),
+        ("UPDATE users SET (name, id) = ('a', 1) WHERE id = 1", vec![], "refuse shard key".into()),
+        ("DELETE FROM users WHERE id = 42", vec![], "single w @42".into()),
+        ("DELETE FROM users WHERE id IN (1, 2)", vec![], "multi w @1,@2".into()),
+        ("DELETE FROM users", vec![], format!("all w {all}")),
+        ("DELETE FROM posts p USING users u WHERE p.user_id = u.id AND u.id = 3", vec![], "single w @3".into()),
+        ("WITH d AS (DELETE FROM users WHERE id = 1 RETURNING *) SELECT * FROM d", vec![], "single w @1".into()),
+        // Range scheme.
+        ("SELECT * FROM events WHERE id = 5", vec![], "single s0".into()),
+        ("SELECT * FROM events WHERE id = 999999", vec![], "single s0".into()),
+        ("SELECT * FROM events WHERE id = 1000000", vec![], "single s1".into()),
+        ("SELECT * FROM events WHERE id = $1", vec![Some("2000000")], "single s1".into()),
+        ("SELECT * FROM events WHERE id IN (1, 5000000)", vec![], format!("multi {all}")),
+        ("SELECT * FROM events", vec![], format!("all {all}")),
+        ("INSERT INTO events (id) VALUES (10)", vec![], "single w s0".into()),
+        // Directory scheme: keys go to the catalog first.
+        ("SELECT * FROM orgs WHERE org_id = 'acme'", vec![], "lookup".into()),
+        ("SELECT * FROM orgs", vec![], format!("all {all}")),
+        // Merges a fan-out would need are reported with the route.
+        ("SELECT * FROM users ORDER BY id", vec![], format!("all {all}")),
+        ("SELECT count(*) FROM users WHERE id = 1", vec![], "single @1".into()),
+        // DDL on configured tables runs everywhere; on others, on the default shard.
+        ("CREATE TABLE users (id bigint primary key)", vec![], format!("all w {all}")),
+        ("CREATE INDEX ON posts (title)", vec![], format!("all w {all}")),
+        ("ALTER TABLE users ADD COLUMN x int", vec![], format!("all w {all}")),
+        ("DROP TABLE users", vec![], format!("all w {all}")),
+        ("DROP TABLE IF EXISTS users, posts", vec![], format!("all w {all}")),
+        ("DROP TABLE users, audit", vec![], "refuse mixing".into()),
+        ("TRUNCATE users", vec![], format!("all w {all}")),
+        ("TRUNCATE countries", vec![], format!("all w {all}")),
+        ("CREATE TABLE audit (x int)", vec![], "default s0".into()),
+        ("DROP INDEX some_index", vec![], format!("all w {all}")),
+        ("CREATE VIEW v AS SELECT * FROM users", vec![], format!("all w {all}")),
+        ("CREATE VIEW v2 AS SELECT 1", vec![], "default s0".into()),
+        // Maintenance everywhere, not in a transaction.
+        ("VACUUM users", vec![], format!("all {all}")),
+        ("ANALYZE", vec![], format!("all {all}")),
+        // Transaction control and session commands belong to the session.
+        ("BEGIN", vec![], "control Begin".into()),
+        ("START TRANSACTION ISOLATION LEVEL REPEATABLE READ", vec![], "control Begin".into()),
+        ("COMMIT", vec![], "control Commit".into()),
+        ("END", vec![], "control Commit".into()),
+        ("ROLLBACK", vec![], "control Rollback".into()),
+        ("SAVEPOINT a", vec![], "control Savepoint".into()),
+        ("ROLLBACK TO SAVEPOINT a", vec![], "control Savepoint".into()),
+        ("RELEASE a", vec![], "control Savepoint".into()),
+        ("PREPARE TRANSACTION 'x'", vec![], "control ClientTwoPhase".into()),
+        ("SET search_path TO public", vec![], "control Session".into()),
+        ("SHOW work_mem", vec![], "control Session".into()),
+        ("RESET ALL", vec![], "control Session".into()),
+        ("DISCARD ALL", vec![], "control Session".into()),
+        ("LISTEN x", vec![], "control Session".into()),
+        ("FETCH 10 FROM c", vec![], "control Cursor".into()),
+        // Hints override the router.
+        ("/* shardgate: shard=s1 */ SELECT * FROM users", vec![], "single s1".into()),
+        ("/* shardgate: shard=s9 */ SELECT 1", vec![], "refuse unknown shard".into()),
+        ("/* shardgate: key=42 table=users */ DELETE FROM users WHERE name = 'x'", vec![], "single @42".into()),
+        ("/* shardgate: key=x table=users */ SELECT 1", vec![], "refuse not a valid key".into()),
+        ("/* shardgate: key=1 table=countries */ SELECT 1", vec![], "refuse not a sharded table".into()),
+        // Statements sqlparser cannot read.
+        ("DO $$ BEGIN PERFORM 1; END $$", vec![], "default s0".into()),
+        ("DO $$ BEGIN DELETE FROM users; END $$", vec![], "refuse cannot tell users".into()),
+        ("SELECT * FROM users FOR NO KEY UPDATE", vec![], "refuse cannot parse users".into()),
+        ("CREATE TABLE t (LIKE audit INCLUDING ALL)", vec![], "default s0".into()),
+        // COPY.
+        ("COPY users FROM STDIN", vec![], "refuse COPY into sharded".into()),
+        ("COPY users TO STDOUT", vec![], "refuse COPY from sharded".into()),
+        ("COPY countries TO STDOUT", vec![], "reference s0".into()),
+        ("COPY countries FROM STDIN", vec![], "refuse two-phase".into()),
+        ("COPY audit FROM STDIN", vec![], "default s0".into()),
+        ("COPY (SELECT * FROM users WHERE id = 1) TO STDOUT", vec![], "single @1".into()),
+        ("COPY (SELECT * FROM users) TO STDOUT", vec![], "refuse COPY".into()),
+        // Set operations over unkeyed branches would need a merge of independent fan-outs.
+        ("SELECT id FROM users UNION SELECT user_id FROM posts", vec![], "refuse across shards".into()),
+        ("SELECT id FROM users WHERE id = 1 UNION ALL SELECT user_id FROM posts WHERE user_id = 1", vec![], "single @1".into()),
+        // EXPLAIN follows its statement.
+        ("EXPLAIN SELECT * FROM users WHERE id = 1", vec![], "single @1".into()),
+        ("EXPLAIN SELECT 1", vec![], "default s0".into()),
+        ("EXPLAIN SELECT * FROM users", vec![], "refuse EXPLAIN several shards".into()),
+    ];
+    assert!(cases.len() >= 150, "{} cases", cases.len());
+    for (sql, params, want) in &cases {
+        check(&r, sql, params, want);
+    }
+}
+
+#[test]
+fn merge_needs_are_named() {
+    let r = router();
+    let need = |sql: &str| match r.decide(&r.plan(sql), &Params::default(), &NoDirectory) {
+        Decision::Route(route) => route.merge,
+        other => panic!("{sql}: {other:?}"),
+    };
+    let cases = [
+        ("SELECT * FROM users ORDER BY id", Some("ORDER BY")),
+        ("SELECT * FROM users LIMIT 5", Some("LIMIT/OFFSET")),
+        ("SELECT * FROM users OFFSET 5", Some("LIMIT/OFFSET")),
+        ("SELECT count(*) FROM users", Some("aggregate count()")),
+        ("SELECT sum(id) + 1 FROM users", Some("aggregate sum()")),
+        (
+            "SELECT name, count(*) FROM users GROUP BY name",
+            Some("GROUP BY"),
+        ),
+        ("SELECT DISTINCT name FROM users", Some("DISTINCT")),
+        (
+            "SELECT DISTINCT ON (name) name FROM users",
+            Some("DISTINCT"),
+        ),
+        (
+            "SELECT row_number() OVER () FROM users",
+            Some("window function"),
+        ),
+        ("SELECT id, name FROM users WHERE name = 'x'", None),
+        ("SELECT lower(name) FROM users", None),
+    ];
+    for (sql, want) in cases {
+        assert_eq!(need(sql).as_deref(), want, "{sql}");
+    }
+}
+
+#[test]
+fn binary_parameters_route_like_text() {
+    let r = router();
+    let plan = r.plan("SELECT * FROM users WHERE id = $1");
+    let bin = 42i64.to_be_bytes();
+    let p = Params::new(&[1], vec![Some(&bin[..])]);
+    let Decision::Route(route) = r.decide(&plan, &p, &NoDirectory) else {
+        panic!("route expected")
+    };
+    assert_eq!(r.config().shards[route.shards[0]].name, owner(&r, 42));
+    // int4 width too.
+    let bin4 = 42i32.to_be_bytes();
+    let p = Params::new(&[1], vec![Some(&bin4[..])]);
+    let Decision::Route(route4) = r.decide(&plan, &p, &NoDirectory) else {
+        panic!("route expected")
+    };
+    assert_eq!(route4.shards, route.shards);
+}
+
+#[test]
+fn explain_text_names_shards_and_reasons() {
+    let r = router();
+    let text = r.explain("SELECT * FROM users WHERE id = 42", &Params::default());
+    assert!(
+        text.contains(&format!("shards: {}", owner(&r, 42))),
+        "{text}"
+    );
+    assert!(text.contains("bucket"), "{text}");
+    let text = r.explain("SELECT count(*) FROM users", &Params::default());
+    assert!(text.contains("needs aggregate count() merged"), "{text}");
+}
