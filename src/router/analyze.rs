@@ -22,6 +22,8 @@ use crate::config::KeyType;
 pub enum Plan {
     /// No configured table: the default shard (`why` says which rule).
     Default(&'static str),
+    /// Names no table at all (`SELECT 1`, `SELECT now()`): any shard answers alike.
+    Anywhere,
     /// Only reference tables (and no sharded one).
     Reference { write: bool, table: String },
     /// Sharded tables of one scheme, co-located. `keys` None: no key, every shard of the
@@ -57,7 +59,7 @@ pub fn analyze<T: Tables>(sql: &str, tables: &T) -> Plan {
     }
     match classify::kind(rest) {
         Kind::Parse => {}
-        Kind::Empty => return Plan::Default("empty statement"),
+        Kind::Empty => return Plan::Anywhere,
         Kind::Maintenance => return Plan::Maintenance,
         Kind::Opaque => {
             return match named_table(rest, tables) {
@@ -178,7 +180,7 @@ fn plan_statement<T: Tables>(stmt: &Statement, tables: &T) -> Plan {
             },
         },
         Statement::Explain { statement, .. } => match plan_statement(statement, tables) {
-            p @ (Plan::Default(_) | Plan::Reference { .. } | Plan::Refuse(_)) => p,
+            p @ (Plan::Default(_) | Plan::Anywhere | Plan::Reference { .. } | Plan::Refuse(_)) => p,
             Plan::Sharded {
                 scheme,
                 table,
@@ -411,7 +413,8 @@ fn plan_from_walk(walk: &Walk, write: bool, merge: Option<String>) -> Plan {
                 table: r.table.clone(),
             },
             None if walk.system => Plan::Default("system catalog query"),
-            None => Plan::Default("statement names no configured table"),
+            None if write => Plan::Default("statement names no configured table"),
+            None => Plan::Anywhere,
         };
     };
     let Some(TableMeta::Sharded {

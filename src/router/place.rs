@@ -89,6 +89,9 @@ pub struct Route {
     pub transactional: bool,
     /// What a fan-out of this statement would need merged, if anything.
     pub merge: Option<String>,
+    /// Any one shard answers alike (no table, or a reference-table read): the session may
+    /// send it to the shard its transaction already uses instead of `shards`.
+    pub flexible: bool,
     pub reason: String,
 }
 
@@ -124,6 +127,16 @@ pub struct Placer<'a, D: DirectoryLookup> {
     pub cfg: &'a Config,
     pub maps: &'a BucketMaps,
     pub dir: &'a D,
+}
+
+fn flexible(d: Decision) -> Decision {
+    match d {
+        Decision::Route(r) => Decision::Route(Route {
+            flexible: true,
+            ..r
+        }),
+        other => other,
+    }
 }
 
 enum KeyShard {
@@ -225,6 +238,7 @@ impl<D: DirectoryLookup> Placer<'_, D> {
             write,
             transactional: true,
             merge,
+            flexible: false,
             reason,
         })
     }
@@ -240,16 +254,23 @@ impl<D: DirectoryLookup> Placer<'_, D> {
                 None,
                 why.to_string(),
             ),
+            Plan::Anywhere => flexible(self.route_for(
+                vec![default],
+                RouteClass::Default,
+                false,
+                None,
+                "statement names no table: any shard".into(),
+            )),
             Plan::Reference {
                 write: false,
                 table,
-            } => self.route_for(
+            } => flexible(self.route_for(
                 vec![default],
                 RouteClass::Reference,
                 false,
                 None,
                 format!("read of reference table {table}: any shard has it"),
-            ),
+            )),
             Plan::Reference { write: true, table } => self.route_for(
                 all,
                 RouteClass::Reference,
@@ -266,6 +287,7 @@ impl<D: DirectoryLookup> Placer<'_, D> {
                 write: false,
                 transactional: false,
                 merge: None,
+                flexible: false,
                 reason: "maintenance command: every shard".into(),
             }),
             Plan::Control(k) => Decision::Control(*k),
