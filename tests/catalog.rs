@@ -1,14 +1,14 @@
 //! The catalog against real Postgres: schema creation (repeated and concurrent), bucket map
-//! seeding, directory entries.
+//! seeding, directory entries, and the directory cache kept fresh by the listener.
 //!
 //! Not here: the cache's eviction order and ticket rules (unit tests in `catalog::cache`).
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{cluster, fresh_db};
-use shardgate::catalog::Catalog;
+use shardgate::catalog::{Catalog, DirectoryCache};
 use shardgate::config::{PgTarget, SslMode};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -176,4 +176,140 @@ async fn a_wrong_password_says_which_catalog_without_the_password() {
         text.contains("password") && !text.contains("not-the-password"),
         "{text}"
     );
+}
+
+/// The pid of the listener's session once its `LISTEN` has completed, polled.
+async fn listener_pid(db: &str, not: Option<i32>) -> i32 {
+    let (client, conn) = tokio_postgres::connect(
+        &cluster().servers[0].superuser_url(db),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("superuser connection");
+    tokio::spawn(conn);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let row = client
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND state = 'idle' \
+                 AND application_name = 'shardgate-directory-listener' \
+                 AND query LIKE 'LISTEN%' AND pid IS DISTINCT FROM $2",
+                &[&db, &not],
+            )
+            .await
+            .expect("pg_stat_activity");
+        if let Some(row) = row {
+            // The server has answered LISTEN; give the listener a moment to clear the cache,
+            // which it does right after reading that answer.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return row.get(0);
+        }
+        assert!(Instant::now() < deadline, "the listener never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Look `key` of `by_org` up until the answer is in the cache (the listener's clear right after
+/// LISTEN may drop the first one); returns the answer.
+async fn cached(reader: &Catalog, cache: &DirectoryCache, key: &str) -> Option<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let found = reader
+            .directory_lookup(cache, "by_org", key)
+            .await
+            .expect("lookup");
+        if cache.get("by_org", key).as_ref() == Some(&found) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{key} never stayed cached");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Poll until `cache` no longer holds `key` of `by_org`; panics after 2 s.
+async fn until_dropped(cache: &DirectoryCache, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while cache.get("by_org", key).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "cache entry {key} not invalidated within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_invalidates_cached_entries_and_survives_a_lost_connection() {
+    let db = fresh_db("cat_listen");
+    let reader = catalog(&db).await;
+    let writer = catalog(&db).await;
+    let cache = DirectoryCache::new(100);
+    // A backstop far beyond the test, so only notifications can invalidate.
+    let listener = shardgate::catalog::spawn_directory_listener(
+        target(&db),
+        cache.clone(),
+        Duration::from_secs(600),
+    );
+    let pid = listener_pid(&db, None).await;
+
+    assert_eq!(
+        cached(&reader, &cache, "acme").await,
+        None,
+        "a miss is cached"
+    );
+    writer
+        .directory_set("by_org", "acme", "s1")
+        .await
+        .expect("set");
+    until_dropped(&cache, "acme").await;
+    assert_eq!(cached(&reader, &cache, "acme").await.as_deref(), Some("s1"));
+
+    // Kill the listener's connection: it clears the cache, reconnects and listens again.
+    cluster().servers[0]
+        .psql(&db, &format!("SELECT pg_terminate_backend({pid})"))
+        .expect("terminate");
+    listener_pid(&db, Some(pid)).await;
+    assert_eq!(
+        cache.get("by_org", "acme"),
+        None,
+        "not cleared on reconnect"
+    );
+    assert_eq!(cached(&reader, &cache, "acme").await.as_deref(), Some("s1"));
+    writer
+        .directory_delete("by_org", "acme")
+        .await
+        .expect("delete");
+    until_dropped(&cache, "acme").await;
+    assert_eq!(cached(&reader, &cache, "acme").await, None);
+    listener.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backstop_clears_the_cache_and_lookups_stay_bounded() {
+    let db = fresh_db("cat_backstop");
+    let c = catalog(&db).await;
+    let cache = DirectoryCache::new(5);
+    let listener = shardgate::catalog::spawn_directory_listener(
+        target(&db),
+        cache.clone(),
+        Duration::from_millis(500),
+    );
+    listener_pid(&db, None).await;
+    for i in 0..20 {
+        c.directory_lookup(&cache, "by_org", &i.to_string())
+            .await
+            .expect("lookup");
+        assert!(cache.len() <= 5, "len {} past capacity", cache.len());
+    }
+    assert!(!cache.is_empty());
+    // Nothing changed in the catalog, so only the backstop can empty the cache.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !cache.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "backstop never cleared the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    listener.abort();
 }

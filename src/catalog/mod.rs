@@ -13,12 +13,14 @@ mod bucket_map;
 mod cache;
 mod directory;
 mod error;
+mod listener;
 mod schema;
 
 pub use bucket_map::BucketMap;
 pub use cache::{CacheTicket, DirectoryCache};
 pub use directory::{DirectoryEntry, DIRECTORY_CHANNEL};
 pub use error::CatalogError;
+pub use listener::spawn_directory_listener;
 pub use schema::SCHEMA_VERSION;
 
 use std::sync::{Arc, Mutex};
