@@ -1,10 +1,14 @@
 //! The catalog against real Postgres: schema creation (repeated and concurrent), bucket map
-//! seeding, directory entries, and the directory cache kept fresh by the listener.
+//! seeding, directory entries, the directory cache kept fresh by the listener, and the
+//! `shardgate directory` command end to end.
 //!
-//! Not here: the cache's eviction order and ticket rules (unit tests in `catalog::cache`).
+//! Not here: the cache's eviction order and ticket rules (unit tests in `catalog::cache`), and
+//! key parsing (unit tests in `cli::directory`).
 
 mod common;
 
+use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{cluster, fresh_db};
@@ -312,4 +316,98 @@ async fn the_backstop_clears_the_cache_and_lookups_stay_bounded() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     listener.abort();
+}
+
+/// A config file for the CLI over a fresh database on servers 0 and 1.
+fn cli_config(prefix: &str) -> (PathBuf, String) {
+    let db = fresh_db(prefix);
+    let dir = std::env::temp_dir().join(format!("sg-cli-{db}"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let servers = &cluster().servers;
+    let yaml = format!(
+        "listen: 127.0.0.1:0\n\
+         users:\n  - {{ name: app, password: app }}\n\
+         shards:\n  - {{ name: s0, url: \"{}\" }}\n  - {{ name: s1, url: \"{}\" }}\n\
+         catalog: s0\n\
+         default_shard: s0\n\
+         schemes:\n  by_user: {{ type: hash, buckets: 16 }}\n  by_org: {{ type: directory, fallback: by_user }}\n\
+         tables:\n  orgs: {{ scheme: by_org, key: id }}\n  users: {{ scheme: by_user, key: id }}\n",
+        servers[0].url("app", "app", &db),
+        servers[1].url("app", "app", &db),
+    );
+    let path = dir.join("shardgate.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    (path, db)
+}
+
+fn shardgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shardgate"))
+        .args(args)
+        .output()
+        .expect("run shardgate")
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).trim().to_string()
+}
+
+#[test]
+fn directory_cli_sets_and_gets_entries() {
+    let (config, db) = cli_config("cat_cli");
+    let c = config.to_str().expect("utf-8 path");
+    let out = shardgate(&["directory", "set", "-c", c, "by_org", "007", "s1"]);
+    assert!(out.status.success(), "set failed: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "by_org 7 -> s1");
+    let out = shardgate(&["directory", "get", "-c", c, "by_org", "7"]);
+    assert!(out.status.success(), "get failed: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "s1");
+    let stored = cluster().servers[0]
+        .psql(&db, "SELECT key || '=' || shard FROM shardgate.directory")
+        .expect("psql");
+    assert_eq!(stored.trim(), "7=s1");
+    let out = shardgate(&["directory", "get", "-c", c, "by_org", "8"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("fallback scheme by_user"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Usage errors exit 2 with one clear line.
+    for (args, expect) in [
+        (
+            vec!["get", "-c", c, "by_orgs", "7"],
+            "unknown scheme \"by_orgs\"",
+        ),
+        (
+            vec!["get", "-c", c, "by_user", "7"],
+            "not a directory scheme",
+        ),
+        (
+            vec!["set", "-c", c, "by_org", "7", "s9"],
+            "unknown shard \"s9\"",
+        ),
+        (vec!["set", "-c", c, "by_org", "x7", "s1"], "not a bigint"),
+    ] {
+        let out = shardgate(&[&["directory"], args.as_slice()].concat());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(expect),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = shardgate(&["directory", "move", "-c", c, "by_org", "7", "--to", "s0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not available yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(config.parent().expect("dir"));
 }
