@@ -5,11 +5,13 @@
 //! - [`protocol`]: framing and bounded decoding of Postgres protocol messages; SQLSTATEs.
 //! - [`frontend`]: listener, startup/TLS/auth, and the per-client session state machine.
 //! - [`backend`]: raw server connections to shards, per-shard pools.
+//! - [`catalog`]: durable state in the catalog database (bucket maps, directory, 2PC decisions); directory cache.
 //! - [`localpg`]: starting throwaway local PostgreSQL servers (demo and tests).
 //! - [`router`]: statement -> route (pure); shard functions.
 //! - [`cli`]: one file per subcommand.
 
 pub mod backend;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod frontend;

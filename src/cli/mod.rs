@@ -6,6 +6,7 @@
 
 mod check;
 mod demo;
+mod directory;
 mod hash_password;
 mod serve;
 
@@ -96,8 +97,8 @@ enum Command {
     },
     /// Read and change directory-scheme entries.
     Directory {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        command: directory::DirectoryCommand,
     },
     /// Read a password on standard input and print a SCRAM-SHA-256 verifier for `users:`.
     #[command(after_help = "Example:\n  echo -n 's3cret' | shardgate hash-password")]
@@ -126,7 +127,7 @@ pub fn main() -> ExitCode {
         Command::Explain { .. } => not_yet("explain", "the router"),
         Command::Reshard { .. } => not_yet("reshard", "online resharding"),
         Command::Twopc { .. } => not_yet("twopc", "two-phase commit"),
-        Command::Directory { .. } => not_yet("directory", "the directory scheme"),
+        Command::Directory { command } => directory::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
