@@ -7,6 +7,7 @@
 mod check;
 mod demo;
 mod directory;
+mod explain;
 mod hash_password;
 mod serve;
 
@@ -124,7 +125,11 @@ pub fn main() -> ExitCode {
         Command::Check { config } => check::run(&config),
         Command::Demo { shards, port } => demo::run(shards, port),
         Command::HashPassword => hash_password::run(),
-        Command::Explain { .. } => not_yet("explain", "the router"),
+        Command::Explain {
+            config,
+            sql,
+            params,
+        } => explain::run(&config, &sql, &params),
         Command::Reshard { .. } => not_yet("reshard", "online resharding"),
         Command::Twopc { .. } => not_yet("twopc", "two-phase commit"),
         Command::Directory { command } => directory::run(command),

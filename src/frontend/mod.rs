@@ -23,7 +23,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 use crate::backend::ShardPool;
-use crate::config::Config;
+use crate::catalog::{Catalog, DirectoryCache};
+use crate::config::{CatalogRef, Config, HashFunction, Scheme};
+use crate::router::Router;
 use auth::Credentials;
 use cancel::CancelRegistry;
 
@@ -38,6 +40,10 @@ pub struct Proxy {
 
 struct ProxyInner {
     config: ArcSwap<Config>,
+    router: Router,
+    /// Set by `start` when the config has schemes that need it (hash bucket maps, directory).
+    catalog: std::sync::OnceLock<Catalog>,
+    directory: DirectoryCache,
     pools: Vec<ShardPool>,
     creds: ArcSwap<Credentials>,
     cancel: CancelRegistry,
@@ -65,7 +71,14 @@ pub enum StartError {
     },
     #[error("{0}")]
     Users(String),
+    #[error("catalog: {0}")]
+    Catalog(String),
 }
+
+/// How many directory entries the proxy keeps in memory.
+const DIRECTORY_CACHE_SIZE: usize = 100_000;
+/// How often the directory cache is dropped as a backstop against lost notifications.
+const DIRECTORY_BACKSTOP: Duration = Duration::from_secs(60);
 
 impl Proxy {
     pub fn new(config: Config) -> Result<Proxy, StartError> {
@@ -77,9 +90,13 @@ impl Proxy {
             .map(|(i, s)| ShardPool::new(i, &s.name, s.target.clone(), config.pool.clone()))
             .collect();
         let (shutdown, _) = watch::channel(false);
+        let config = Arc::new(config);
         Ok(Proxy {
             inner: Arc::new(ProxyInner {
-                config: ArcSwap::from_pointee(config),
+                router: Router::new(config.clone()),
+                catalog: std::sync::OnceLock::new(),
+                directory: DirectoryCache::new(DIRECTORY_CACHE_SIZE),
+                config: ArcSwap::new(config),
                 pools,
                 creds: ArcSwap::from_pointee(creds),
                 cancel: CancelRegistry::default(),
@@ -99,12 +116,85 @@ impl Proxy {
         &self.inner.pools
     }
 
+    pub fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
+    pub fn catalog(&self) -> Option<&Catalog> {
+        self.inner.catalog.get()
+    }
+
+    pub fn directory(&self) -> &DirectoryCache {
+        &self.inner.directory
+    }
+
+    /// Connect the catalog when the config needs it: load (or seed) every hash scheme's live
+    /// bucket map, and keep the directory cache fresh. Routing by a stale map would send
+    /// statements to the wrong shard, so a proxy that cannot do this does not start.
+    async fn open_catalog(&self) -> Result<(), StartError> {
+        let cfg = self.config();
+        let needs = cfg.schemes.values().any(|s| {
+            matches!(s, Scheme::Directory(_))
+                || matches!(s, Scheme::Hash(h) if h.function == HashFunction::Postgres)
+        });
+        if !needs {
+            return Ok(());
+        }
+        let target = match &cfg.catalog {
+            CatalogRef::Shard(i) => cfg.shards[*i].target.clone(),
+            CatalogRef::Url(t) => t.clone(),
+        };
+        let err = |e: crate::catalog::CatalogError| StartError::Catalog(e.to_string());
+        let catalog = Catalog::connect(&target, cfg.pool.connect_timeout)
+            .await
+            .map_err(err)?;
+        catalog.ensure_schema().await.map_err(err)?;
+        for (name, scheme) in &cfg.schemes {
+            let Scheme::Hash(h) = scheme else { continue };
+            if h.function != HashFunction::Postgres {
+                continue;
+            }
+            let seed: Vec<String> = h.map.iter().map(|&s| cfg.shards[s].name.clone()).collect();
+            let live = catalog.seed_bucket_map(name, &seed).await.map_err(err)?;
+            if live.shards.len() != h.buckets as usize {
+                return Err(StartError::Catalog(format!(
+                    "the live bucket map of scheme {name} has {} buckets, the config says {}",
+                    live.shards.len(),
+                    h.buckets
+                )));
+            }
+            let mut map = Vec::with_capacity(live.shards.len());
+            for shard in &live.shards {
+                map.push(cfg.shard_id(shard).ok_or_else(|| {
+                    StartError::Catalog(format!(
+                        "the live bucket map of scheme {name} names shard \"{shard}\", which is not in shards:"
+                    ))
+                })?);
+            }
+            self.inner.router.set_bucket_map(name, map);
+        }
+        if cfg
+            .schemes
+            .values()
+            .any(|s| matches!(s, Scheme::Directory(_)))
+        {
+            crate::catalog::spawn_directory_listener(
+                target,
+                self.inner.directory.clone(),
+                DIRECTORY_BACKSTOP,
+            );
+        }
+        let _ = self.inner.catalog.set(catalog);
+        Ok(())
+    }
+
     pub fn client_count(&self) -> usize {
         self.inner.clients.load(Ordering::Relaxed)
     }
 
     /// Bind the listener and start accepting clients.
     pub async fn start(self, listen: SocketAddr) -> Result<RunningProxy, StartError> {
+        self.open_catalog().await?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| StartError::Listen {

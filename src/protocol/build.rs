@@ -42,6 +42,32 @@ pub fn error(buf: &mut BytesMut, err: &PgError) {
     put(buf, ErrorResponse::new(fields));
 }
 
+/// An ErrorResponse from raw fields (a shard's error, amended by the proxy).
+pub fn error_fields(buf: &mut BytesMut, fields: Vec<(u8, String)>) {
+    let fields = fields.into_iter().map(|(k, v)| (k, clean(&v))).collect();
+    put(buf, ErrorResponse::new(fields));
+}
+
+pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+    let at = begin(buf, b'C');
+    cstr(buf, clean(tag).as_bytes());
+    finish(buf, at);
+}
+
+/// A message with no body: ParseComplete `1`, BindComplete `2`, CloseComplete `3`,
+/// NoData `n`, EmptyQueryResponse `I`.
+pub fn simple(buf: &mut BytesMut, tag: u8) {
+    let at = begin(buf, tag);
+    finish(buf, at);
+}
+
+/// ParameterDescription with no parameters.
+pub fn no_parameters(buf: &mut BytesMut) {
+    let at = begin(buf, b't');
+    buf.put_i16(0);
+    finish(buf, at);
+}
+
 pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
     let status = match status {
         b'T' => TransactionStatus::Transaction,

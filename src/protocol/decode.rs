@@ -146,6 +146,30 @@ pub fn bind(body: &[u8]) -> Result<Bind<'_>, DecodeError> {
     })
 }
 
+/// Bind's parameter format codes and values (`None`: SQL NULL).
+pub type BindParams<'a> = (Vec<i16>, Vec<Option<&'a [u8]>>);
+
+/// The format codes and values of a Bind, from the `rest` that `bind` validated.
+pub fn bind_params(rest: &[u8]) -> Result<BindParams<'_>, DecodeError> {
+    let mut c = Cursor::new(rest, "Bind");
+    let nformats = c.count()?;
+    let mut formats = Vec::with_capacity(nformats);
+    for _ in 0..nformats {
+        formats.push(c.i16()?);
+    }
+    let nparams = c.count()?;
+    let mut values = Vec::with_capacity(nparams);
+    for _ in 0..nparams {
+        let len = c.i32()?;
+        if len < 0 {
+            values.push(None);
+        } else {
+            values.push(Some(c.take(len as usize)?));
+        }
+    }
+    Ok((formats, values))
+}
+
 /// `D` and `C`: Describe and Close share a shape: a kind byte (`S`tatement or `P`ortal)
 /// and a name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -60,7 +60,15 @@ pub fn analyze<T: Tables>(sql: &str, tables: &T) -> Plan {
     match classify::kind(rest) {
         Kind::Parse => {}
         Kind::Empty => return Plan::Anywhere,
-        Kind::Maintenance => return Plan::Maintenance,
+        Kind::Maintenance => {
+            // VACUUM/ANALYZE of configured tables, or of everything, runs on every shard;
+            // of unconfigured tables, where they live.
+            return if named_table(rest, tables).is_some() || names_nothing(rest) {
+                Plan::Maintenance
+            } else {
+                Plan::Default("maintenance of a table that is not configured")
+            };
+        }
         Kind::Opaque => {
             return match named_table(rest, tables) {
                 Some(t) => Plan::Refuse(format!(
@@ -86,6 +94,40 @@ pub fn analyze<T: Tables>(sql: &str, tables: &T) -> Plan {
         [one] => plan_statement(one, tables),
         _ => Plan::Refuse("several statements where one was expected".into()),
     }
+}
+
+/// A maintenance command with options only (`VACUUM (VERBOSE) ANALYZE`, `CHECKPOINT`).
+fn names_nothing(sql: &str) -> bool {
+    let mut depth = 0;
+    let mut words = Vec::new();
+    for w in sql.split_inclusive(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ';') {
+        let opens = w.ends_with('(');
+        let closes = w.ends_with(')');
+        let word =
+            w.trim_end_matches(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ';');
+        if depth == 0 && !word.is_empty() {
+            words.push(word.to_ascii_lowercase());
+        }
+        if opens {
+            depth += 1;
+        }
+        if closes && depth > 0 {
+            depth -= 1;
+        }
+    }
+    words.iter().skip(1).all(|w| {
+        matches!(
+            w.as_str(),
+            "full"
+                | "freeze"
+                | "verbose"
+                | "analyze"
+                | "analyse"
+                | "database"
+                | "system"
+                | "concurrently"
+        )
+    })
 }
 
 /// Whether the text names a configured table anywhere (identifier tokens, lowercased).

@@ -162,6 +162,7 @@ impl Router {
                     r.write,
                     r.reason,
                     match (&r.merge, r.shards.len()) {
+                        (_, n) if n > 1 && r.write => "none; a write on several shards must commit atomically (two-phase commit)".to_string(),
                         (Some(m), n) if n > 1 => format!("needs {m} merged across shards"),
                         _ if r.shards.len() > 1 => "rows concatenated".to_string(),
                         _ => "none (forwarded as is)".to_string(),

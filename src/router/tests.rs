@@ -228,6 +228,9 @@ fn routing_table() {
         // Maintenance everywhere, not in a transaction.
         ("VACUUM users", vec![], format!("all {all}")),
         ("ANALYZE", vec![], format!("all {all}")),
+        ("VACUUM (VERBOSE) ANALYZE", vec![], format!("all {all}")),
+        ("vacuum analyze pgbench_branches", vec![], "default s0".into()),
+        ("VACUUM FULL users", vec![], format!("all {all}")),
         // Transaction control and session commands belong to the session.
         ("BEGIN", vec![], "control Begin".into()),
         ("START TRANSACTION ISOLATION LEVEL REPEATABLE READ", vec![], "control Begin".into()),

@@ -1,15 +1,19 @@
 //! Client frames -> server connections.
 //!
-//! Each complete frame in the client's buffer is validated by the framer, and only Query,
-//! Parse, Bind, Describe, Close and Execute are decoded (bounded). Frames go to the server as
-//! their original bytes, except those naming a prepared statement, which are rebuilt with the
-//! server-side name (`sg_<hash>`); when the server connection lacks the statement, a Parse is
-//! injected first (hidden from the client). Output for each shard is written once per batch,
-//! so pipelined input costs one write.
+//! Each complete frame is validated by the framer and decoded (bounded) by
+//! `decode::client`. A simple Query is routed as one cycle. Extended-protocol messages are
+//! held until Sync or Flush and the batch is routed as one cycle, because the shard of a
+//! statement may depend on the parameters of a Bind that follows its Parse. Frames travel as
+//! their original bytes except those naming a prepared statement, rebuilt with the
+//! server-side name (`sg_<hash>`); a Parse is injected first (hidden from the client) when the
+//! server connection lacks the statement. Output for each shard is written once per batch.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
+use super::route::{Item, LocalAction, Target};
 use super::{Flow, Session, Stmt};
 use crate::backend::conn::statement_name;
 use crate::config::ShardId;
@@ -17,12 +21,11 @@ use crate::frontend::settings::{classify, split_statements, Effect};
 use crate::protocol::decode::{self, ClientMessage};
 use crate::protocol::track::Expect;
 use crate::protocol::{build, frame, sqlstate, Frame, PgError};
+use crate::router::{Params, Plan};
 
 /// How a client frame names its statement on the server.
 enum Named {
-    /// Forward the frame unchanged.
     AsIs,
-    /// Rebuild it with this server-side name.
     Renamed([u8; 19]),
 }
 
@@ -36,11 +39,7 @@ impl Session {
             let f = match frame::next_tagged(&mut self.crbuf, max) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                Err(e) => {
-                    self.flush_servers().await;
-                    self.send_error(&violation(e)).await;
-                    return Flow::Close;
-                }
+                Err(e) => return self.fail(violation(e)).await,
             };
             match self.on_client_frame(f).await {
                 Ok(Flow::Continue) => {}
@@ -48,11 +47,7 @@ impl Session {
                     self.flush_servers().await;
                     return Flow::Close;
                 }
-                Err(e) => {
-                    self.flush_servers().await;
-                    self.send_error(&e).await;
-                    return Flow::Close;
-                }
+                Err(e) => return self.fail(e).await,
             }
         }
         self.flush_servers().await;
@@ -65,7 +60,13 @@ impl Session {
         Flow::Continue
     }
 
-    async fn flush_servers(&mut self) {
+    async fn fail(&mut self, e: PgError) -> Flow {
+        self.flush_servers().await;
+        self.send_error(&e).await;
+        Flow::Close
+    }
+
+    pub(super) async fn flush_servers(&mut self) {
         for shard in 0..self.swbufs.len() {
             if self.swbufs[shard].is_empty() {
                 continue;
@@ -81,35 +82,417 @@ impl Session {
 
     /// Handle one frame. `Err` is a protocol violation: the caller reports it and closes.
     async fn on_client_frame(&mut self, f: Frame) -> Result<Flow, PgError> {
+        let msg = decode::client(f.tag, f.body()).map_err(violation)?;
+        tracing::trace!(pid = self.cancel.pid, tag = %(f.tag as char), batch = self.batch.len(), txn = ?self.txn_shard, status = %(self.status as char), "client frame");
         if self.skip_until_sync {
-            if f.tag == b'S' {
+            if let ClientMessage::Sync = msg {
+                if !self.settle().await {
+                    return Ok(Flow::Close);
+                }
                 self.skip_until_sync = false;
+                self.sent_cycles += 1;
                 self.finish_cycle_locally();
             }
             return Ok(Flow::Continue);
         }
-        let msg = decode::client(f.tag, f.body()).map_err(violation)?;
         match msg {
             ClientMessage::Terminate => return Ok(Flow::Close),
             ClientMessage::Query(sql) => {
-                let shard = self.route();
-                self.note_effects(sql, true);
-                if let Err(e) = self.ensure_backend(shard).await {
-                    build::error(&mut self.cwbuf, &e);
-                    self.sent_cycles += 1;
-                    self.cycle_error = true;
-                    self.finish_cycle_locally();
-                    return Ok(Flow::Continue);
+                if !self.batch.is_empty() && !self.send_batch(false).await {
+                    return Ok(Flow::Close);
                 }
-                self.send(shard, &f, Expect::Query { hidden: false });
+                self.note_effects(sql, true);
+                let text: Arc<str> = String::from_utf8_lossy(sql).into();
+                let items: Vec<Item> = split_statements(text.as_bytes())
+                    .into_iter()
+                    .map(|s| {
+                        let piece = String::from_utf8_lossy(s);
+                        self.item(&piece, Params::default(), true)
+                    })
+                    .collect();
+                let mut target = self.target(&items).await;
+                if self.needs_settle(&target) {
+                    if !self.settle().await {
+                        return Ok(Flow::Close);
+                    }
+                    target = self.target(&items).await;
+                }
+                drop(items);
                 self.sent_cycles += 1;
+                self.dispatch_query(target, &f).await;
             }
             ClientMessage::Parse(p) => {
-                let shard = self.route();
                 self.note_effects(p.sql, false);
-                if !self.extended_backend(shard).await {
-                    return Ok(Flow::Continue);
+                let stmt = Stmt::new(p.sql, p.param_types);
+                if p.name.is_empty() {
+                    self.unnamed = Some(stmt);
+                } else {
+                    self.statements.insert(Bytes::copy_from_slice(p.name), stmt);
                 }
+                self.batch.push(f);
+            }
+            ClientMessage::Bind(_)
+            | ClientMessage::Describe(_)
+            | ClientMessage::Close(_)
+            | ClientMessage::Execute { .. } => self.batch.push(f),
+            ClientMessage::Sync => {
+                self.batch.push(f);
+                if !self.send_batch(true).await {
+                    return Ok(Flow::Close);
+                }
+            }
+            ClientMessage::Flush => {
+                self.batch.push(f);
+                if !self.send_batch(false).await {
+                    return Ok(Flow::Close);
+                }
+            }
+            ClientMessage::Copy => {
+                // COPY data goes to the connection running the COPY; outside COPY, Postgres
+                // ignores these messages, and so does the proxy.
+                if let Some(shard) = self.last_target.filter(|&s| self.backends[s].is_some()) {
+                    self.swbufs[shard].extend_from_slice(&f.raw);
+                }
+            }
+            ClientMessage::FunctionCall | ClientMessage::Other => {
+                // Not decoded by the proxy: the server of the session's current shard judges.
+                let shard = self.txn_shard.unwrap_or(self.cfg.default_shard);
+                match self.ensure_backend(shard).await {
+                    Ok(()) => {
+                        let e = Expect::Query { hidden: false };
+                        self.send(shard, &f, (f.tag == b'F').then_some(e));
+                        if f.tag == b'F' {
+                            self.sent_cycles += 1;
+                            self.cycle_shards.push_back(Some(shard));
+                        }
+                    }
+                    Err(e) => {
+                        if !self.settle().await {
+                            return Ok(Flow::Close);
+                        }
+                        build::error(&mut self.cwbuf, &e);
+                        if f.tag == b'F' {
+                            self.sent_cycles += 1;
+                            self.finish_cycle_locally();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The router's view of one statement.
+    fn item<'a>(&self, sql: &str, params: Params<'a>, executes: bool) -> Item<'a> {
+        let mut plan = self.proxy.router().plan(sql);
+        if !self.text_keys_reliable(&plan) {
+            if let Plan::Sharded { .. } = plan.as_ref() {
+                let mut p = plan.as_ref().clone();
+                if let Plan::Sharded { keys, .. } = &mut p {
+                    *keys = None;
+                }
+                plan = Arc::new(p);
+            }
+        }
+        Item {
+            plan,
+            params,
+            executes,
+            sql: sql.into(),
+        }
+    }
+
+    /// Route and send a simple Query.
+    async fn dispatch_query(&mut self, target: Target, f: &Frame) {
+        match target {
+            Target::Shard(shard) => match self.begin_on(shard).await {
+                Ok(()) => {
+                    self.send(shard, f, Some(Expect::Query { hidden: false }));
+                    self.cycle_shards.push_back(Some(shard));
+                }
+                Err(e) => self.refuse_cycle(e, true),
+            },
+            Target::FanOut(shards) => {
+                for &s in &shards {
+                    if let Err(e) = self.ensure_backend(s).await {
+                        self.release_unused();
+                        return self.refuse_cycle(e, true);
+                    }
+                }
+                for &s in &shards {
+                    self.send(s, f, Some(Expect::Query { hidden: false }));
+                }
+                self.last_target = None;
+                self.cycle_shards.push_back(None);
+                self.start_fanout(shards);
+            }
+            Target::Local(actions) => {
+                self.prepare_local(&actions).await;
+                for a in &actions {
+                    self.local_action(a, true);
+                }
+                self.finish_cycle_locally();
+            }
+            Target::Refuse(e) => self.refuse_cycle(e, true),
+        }
+    }
+
+    /// Report an error for a whole cycle the proxy will not send. Inside a transaction the
+    /// transaction is now failed, as Postgres does after any error.
+    fn refuse_cycle(&mut self, e: PgError, ends_cycle: bool) {
+        build::error(&mut self.cwbuf, &e);
+        self.cycle_error = true;
+        if self.txn_shard.is_some() || self.deferred_begin.is_some() {
+            self.proxy_aborted = true;
+            self.status = b'E';
+        }
+        if ends_cycle {
+            self.finish_cycle_locally();
+        } else {
+            self.skip_until_sync = true;
+        }
+    }
+
+    /// Answer a statement the proxy handles itself (simple protocol: its CommandComplete).
+    fn local_action(&mut self, a: &LocalAction, write_tag: bool) {
+        let tag = a.tag(self.proxy_aborted);
+        match a {
+            LocalAction::Begin(text) => {
+                self.deferred_begin = Some(text.clone());
+                self.status = b'T';
+            }
+            LocalAction::End { .. } => {
+                self.deferred_begin = None;
+                self.proxy_aborted = false;
+                self.status = b'I';
+            }
+            LocalAction::SetShard(name) => {
+                self.hint_shard = name.as_ref().and_then(|n| self.cfg.shard_id(n));
+                if name.is_some() && self.hint_shard.is_none() {
+                    let e = PgError::error(
+                        "22023",
+                        format!(
+                            "shardgate.shard names unknown shard \"{}\"",
+                            name.as_deref().unwrap_or("")
+                        ),
+                    );
+                    build::error(&mut self.cwbuf, &e);
+                    return;
+                }
+            }
+        }
+        if write_tag {
+            build::command_complete(&mut self.cwbuf, tag);
+        }
+    }
+
+    /// Before answering an END of a transaction the proxy failed: roll back what reached its
+    /// shard (the connection is idle: the cycle was settled first).
+    async fn prepare_local(&mut self, actions: &[LocalAction]) {
+        if !actions.iter().any(|a| matches!(a, LocalAction::End { .. })) {
+            return;
+        }
+        if let Some(t) = self.txn_shard.take() {
+            if let Some(conn) = self.backends[t].as_mut() {
+                if conn.run_hidden("ROLLBACK").await.is_err() || conn.tx_status != b'I' {
+                    conn.broken = true;
+                }
+            }
+            self.release(t);
+        }
+    }
+
+    /// Whether the answers outstanding must come back before this target is acted on: the
+    /// session's transaction state may change with them, and a reply the proxy makes itself
+    /// must come after them. Same-shard pipelining needs no wait.
+    fn needs_settle(&self, t: &Target) -> bool {
+        let out = self.outstanding();
+        if out.is_empty() && self.fan.is_none() {
+            return false;
+        }
+        !matches!(t, Target::Shard(s) if out == [*s] && self.fan.is_none())
+    }
+
+    /// Make sure a transaction the client opened is open on `shard` too.
+    async fn begin_on(&mut self, shard: ShardId) -> Result<(), PgError> {
+        self.ensure_backend(shard).await?;
+        self.last_target = Some(shard);
+        if let Some(begin) = self.deferred_begin.take() {
+            let (conn, out) = self.conn_and_buf(shard);
+            build::query(out, &begin);
+            conn.expect(Expect::Query { hidden: true });
+        }
+        Ok(())
+    }
+
+    /// Route the held extended-protocol batch and send it. `synced`: it ends with Sync.
+    /// Returns false when the session must close.
+    async fn send_batch(&mut self, synced: bool) -> bool {
+        let frames = std::mem::take(&mut self.batch);
+        if self.batch_target.is_none() && self.prepare_only(&frames) {
+            // Only Parse: answered here, prepared on a server at first use (the same hidden
+            // Parse a connection switch uses). Taking a connection just to prepare would let a
+            // client that blocks on its prepare (libpq's PQprepare) deadlock the pool.
+            for f in &frames {
+                match f.tag {
+                    b'P' => build::simple(&mut self.cwbuf, b'1'),
+                    b'S' => {
+                        self.sent_cycles += 1;
+                        self.finish_cycle_locally();
+                    }
+                    _ => {}
+                }
+            }
+            return true;
+        }
+        let target = match self.batch_target.take() {
+            // After a Flush, the rest of the batch goes where its first part went.
+            Some(t) => t,
+            None => {
+                let items = self.batch_items(&frames);
+                let mut t = self.target(&items).await;
+                tracing::trace!(pid = self.cancel.pid, outstanding = ?self.outstanding(), "batch routed");
+                if self.needs_settle(&t) {
+                    if !self.settle().await {
+                        return false;
+                    }
+                    t = self.target(&items).await;
+                }
+                drop(items);
+                match t {
+                    Target::Shard(s) => vec![s],
+                    Target::FanOut(shards) => {
+                        for &s in &shards {
+                            if let Err(e) = self.ensure_backend(s).await {
+                                self.release_unused();
+                                self.refuse_cycle(e, false);
+                                self.after_refusal(synced);
+                                return true;
+                            }
+                        }
+                        self.start_fanout(shards.clone());
+                        shards
+                    }
+                    Target::Local(actions) => {
+                        self.prepare_local(&actions).await;
+                        self.answer_batch_locally(&frames, &actions);
+                        return true;
+                    }
+                    Target::Refuse(e) => {
+                        self.refuse_cycle(e, false);
+                        self.after_refusal(synced);
+                        return true;
+                    }
+                }
+            }
+        };
+        if target.len() == 1 {
+            if let Err(e) = self.begin_on(target[0]).await {
+                self.refuse_cycle(e, false);
+                self.after_refusal(synced);
+                return true;
+            }
+        } else {
+            self.last_target = None;
+        }
+        for &shard in &target {
+            for f in &frames {
+                self.emit(shard, f);
+            }
+        }
+        if synced {
+            self.sent_cycles += 1;
+            self.cycle_shards
+                .push_back((target.len() == 1).then(|| target[0]));
+        } else {
+            self.batch_target = Some(target);
+        }
+        true
+    }
+
+    /// A batch of Parse messages only, from a session that holds no server connection.
+    fn prepare_only(&self, frames: &[Frame]) -> bool {
+        self.backends.iter().all(Option::is_none)
+            && frames.iter().any(|f| f.tag == b'P')
+            && frames.iter().all(|f| matches!(f.tag, b'P' | b'S' | b'H'))
+    }
+
+    fn after_refusal(&mut self, synced: bool) {
+        if synced {
+            self.skip_until_sync = false;
+            self.sent_cycles += 1;
+            self.finish_cycle_locally();
+        }
+    }
+
+    /// The statements of a batch: each Bind with its parameters (it executes), and each
+    /// Parse or statement Describe (it only prepares).
+    fn batch_items<'a>(&self, frames: &'a [Frame]) -> Vec<Item<'a>> {
+        let mut items = Vec::new();
+        for f in frames {
+            let (stmt, params, executes) = match decode::client(f.tag, f.body()) {
+                Ok(ClientMessage::Parse(p)) => (
+                    Some(Stmt::new(p.sql, p.param_types)),
+                    Params::default(),
+                    false,
+                ),
+                Ok(ClientMessage::Bind(b)) => {
+                    let stmt = if b.statement.is_empty() {
+                        self.unnamed.clone()
+                    } else {
+                        self.statements.get(b.statement).cloned()
+                    };
+                    let params = decode::bind_params(b.rest)
+                        .map(|(formats, values)| Params::new(&formats, values))
+                        .unwrap_or_default();
+                    (stmt, params, true)
+                }
+                _ => (None, Params::default(), false),
+            };
+            if let Some(stmt) = stmt {
+                let sql = String::from_utf8_lossy(&stmt.sql);
+                items.push(self.item(&sql, params, executes));
+            }
+        }
+        items
+    }
+
+    /// Answer a batch of proxy-handled statements (BEGIN, COMMIT, SET shardgate.shard ...)
+    /// message by message, as a server would.
+    fn answer_batch_locally(&mut self, frames: &[Frame], actions: &[LocalAction]) {
+        let mut next = actions.iter();
+        for f in frames {
+            match decode::client(f.tag, f.body()) {
+                Ok(ClientMessage::Parse(_)) => build::simple(&mut self.cwbuf, b'1'),
+                Ok(ClientMessage::Bind(_)) => build::simple(&mut self.cwbuf, b'2'),
+                Ok(ClientMessage::Close(_)) => build::simple(&mut self.cwbuf, b'3'),
+                Ok(ClientMessage::Describe(t)) => {
+                    if t.kind == b'S' {
+                        build::no_parameters(&mut self.cwbuf);
+                    }
+                    build::simple(&mut self.cwbuf, b'n');
+                }
+                Ok(ClientMessage::Execute { .. }) => {
+                    if let Some(a) = next.next() {
+                        self.local_action(a, true);
+                    }
+                }
+                Ok(ClientMessage::Sync) => {
+                    self.sent_cycles += 1;
+                    self.finish_cycle_locally();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Queue one extended-protocol frame for `shard`, renaming statements as needed.
+    fn emit(&mut self, shard: ShardId, f: &Frame) {
+        let Ok(msg) = decode::client(f.tag, f.body()) else {
+            return;
+        };
+        match msg {
+            ClientMessage::Parse(p) => {
                 let stmt = Stmt::new(p.sql, p.param_types);
                 let (conn, out) = self.conn_and_buf(shard);
                 if p.name.is_empty() {
@@ -128,17 +511,8 @@ impl Session {
                     hidden: false,
                     stmt: stmt.hash,
                 });
-                if p.name.is_empty() {
-                    self.unnamed = Some(stmt);
-                } else {
-                    self.statements.insert(Bytes::copy_from_slice(p.name), stmt);
-                }
             }
             ClientMessage::Bind(b) => {
-                let shard = self.route();
-                if !self.extended_backend(shard).await {
-                    return Ok(Flow::Continue);
-                }
                 let named = self.prepare_on(shard, b.statement);
                 let (conn, out) = self.conn_and_buf(shard);
                 match named {
@@ -148,10 +522,6 @@ impl Session {
                 conn.expect(Expect::Bind);
             }
             ClientMessage::Describe(t) => {
-                let shard = self.route();
-                if !self.extended_backend(shard).await {
-                    return Ok(Flow::Continue);
-                }
                 let named = if t.kind == b'S' {
                     self.prepare_on(shard, t.name)
                 } else {
@@ -165,90 +535,38 @@ impl Session {
                 conn.expect(Expect::Describe);
             }
             ClientMessage::Close(t) => {
-                let shard = self.route();
-                if !self.extended_backend(shard).await {
-                    return Ok(Flow::Continue);
-                }
-                let removed = match (t.kind, t.name.is_empty()) {
-                    (b'S', false) => self.statements.remove(t.name),
-                    (b'S', true) => {
-                        self.unnamed = None;
-                        None
-                    }
+                let stmt = match (t.kind, t.name.is_empty()) {
+                    (b'S', false) => self.statements.get(t.name).cloned(),
                     _ => None,
                 };
+                let closes_unnamed = t.kind == b'S' && t.name.is_empty();
                 let (conn, out) = self.conn_and_buf(shard);
-                match removed {
+                match &stmt {
                     Some(stmt) => {
                         conn.statements.remove(&stmt.hash);
                         build::target(out, b'C', b'S', &statement_name(stmt.hash));
                     }
                     None => {
-                        if t.kind == b'S' && t.name.is_empty() {
+                        if closes_unnamed {
                             conn.unnamed = None;
                         }
                         out.extend_from_slice(&f.raw);
                     }
                 }
                 conn.expect(Expect::Close);
-            }
-            ClientMessage::Execute { .. } => {
-                let shard = self.route();
-                if !self.extended_backend(shard).await {
-                    return Ok(Flow::Continue);
+                // Forget the client's statement once every target shard has closed it.
+                if stmt.is_some() && self.fanout_last(shard) {
+                    self.statements.remove(t.name);
                 }
-                self.send(shard, &f, Expect::Execute);
-            }
-            ClientMessage::Sync => {
-                self.sent_cycles += 1;
-                match self.bound_shard() {
-                    Some(shard) => self.send(shard, &f, Expect::Sync),
-                    None => self.finish_cycle_locally(),
+                if closes_unnamed && self.fanout_last(shard) {
+                    self.unnamed = None;
                 }
             }
-            ClientMessage::Flush => {
-                if let Some(shard) = self.bound_shard() {
-                    self.swbufs[shard].extend_from_slice(&f.raw);
-                }
-            }
-            ClientMessage::Copy => {
-                // COPY data goes to the connection running the COPY; outside COPY, Postgres
-                // ignores these messages, and so does the proxy.
-                if let Some(shard) = self.bound_shard() {
-                    self.swbufs[shard].extend_from_slice(&f.raw);
-                }
-            }
-            ClientMessage::FunctionCall => {
-                let shard = self.route();
-                if let Err(e) = self.ensure_backend(shard).await {
-                    build::error(&mut self.cwbuf, &e);
-                    self.sent_cycles += 1;
-                    self.finish_cycle_locally();
-                    return Ok(Flow::Continue);
-                }
-                self.send(shard, &f, Expect::Query { hidden: false });
-                self.sent_cycles += 1;
-            }
-            ClientMessage::Other => {
-                // Unknown to the proxy: the server is the judge of what it means.
-                let shard = self.route();
-                if self.ensure_backend(shard).await.is_ok() {
-                    self.swbufs[shard].extend_from_slice(&f.raw);
-                }
-            }
+            ClientMessage::Execute { .. } => self.send(shard, f, Some(Expect::Execute)),
+            ClientMessage::Sync => self.send(shard, f, Some(Expect::Sync)),
+            ClientMessage::Flush => self.send(shard, f, None),
+            _ => {}
         }
-        Ok(Flow::Continue)
-    }
-
-    /// The shard for the next statement. Until the router lands, always `default_shard`.
-    fn route(&self) -> ShardId {
-        self.cfg.default_shard
-    }
-
-    /// The shard whose connection is bound, for messages that follow a statement (Sync,
-    /// Flush, COPY data).
-    fn bound_shard(&self) -> Option<ShardId> {
-        self.backends.iter().position(Option::is_some)
     }
 
     fn conn_and_buf(
@@ -257,27 +575,15 @@ impl Session {
     ) -> (&mut crate::backend::ServerConn, &mut bytes::BytesMut) {
         let conn = self.backends[shard]
             .as_mut()
-            .expect("ensure_backend bound this shard before any frame is queued for it");
+            .expect("a shard is bound (ensure_backend) before any frame is queued for it");
         (conn, &mut self.swbufs[shard])
     }
 
-    fn send(&mut self, shard: ShardId, f: &Frame, e: Expect) {
+    fn send(&mut self, shard: ShardId, f: &Frame, e: Option<Expect>) {
         let (conn, out) = self.conn_and_buf(shard);
         out.extend_from_slice(&f.raw);
-        conn.expect(e);
-    }
-
-    /// Bind a backend for an extended-protocol message; on failure report the error and drop
-    /// input up to the next Sync, as a server does after an error.
-    async fn extended_backend(&mut self, shard: ShardId) -> bool {
-        match self.ensure_backend(shard).await {
-            Ok(()) => true,
-            Err(e) => {
-                build::error(&mut self.cwbuf, &e);
-                self.cycle_error = true;
-                self.skip_until_sync = true;
-                false
-            }
+        if let Some(e) = e {
+            conn.expect(e);
         }
     }
 
@@ -343,6 +649,6 @@ impl Session {
     pub(super) fn finish_cycle_locally(&mut self) {
         build::ready_for_query(&mut self.cwbuf, self.status);
         let status = self.status;
-        self.end_cycle(status);
+        self.end_cycle(status, true);
     }
 }

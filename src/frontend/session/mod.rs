@@ -9,11 +9,13 @@
 //! name (`client.rs`); server frames are forwarded as bytes and only their tags are looked at
 //! (`relay.rs`).
 //!
-//! Routing: every statement goes to `default_shard` until the router lands; the backend map
-//! already allows several shards per session.
+//! Routing (`route.rs`): each request cycle (a simple Query, or an extended-protocol batch up
+//! to Sync) is routed as a unit; a read over several shards is concatenated (`fanout.rs`).
 
 mod client;
+mod fanout;
 mod relay;
+mod route;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -95,6 +97,26 @@ pub(super) struct Session {
     done_cycles: u64,
     cycle_error: bool,
     saw_rollback: bool,
+    /// Extended-protocol messages held until Sync or Flush, then routed together.
+    batch: Vec<crate::protocol::Frame>,
+    /// After a Flush: where the rest of the batch goes.
+    batch_target: Option<Vec<ShardId>>,
+    /// The shard of the last cycle sent (COPY data follows it).
+    last_target: Option<ShardId>,
+    /// The shard holding the client's open transaction, as its server reports.
+    txn_shard: Option<ShardId>,
+    /// A BEGIN answered by the proxy, sent ahead of the first statement that picks a shard.
+    deferred_begin: Option<String>,
+    /// The proxy refused a statement inside the transaction: it is failed, as Postgres does.
+    proxy_aborted: bool,
+    /// `SET shardgate.shard`: every statement goes to this shard.
+    hint_shard: Option<ShardId>,
+    /// Whether the client's encoding is UTF-8 (text keys are hashed as UTF-8).
+    utf8_client: bool,
+    /// A read being concatenated from several shards.
+    fan: Option<fanout::FanOut>,
+    /// The shard of each cycle sent, oldest first, to learn where a transaction opened.
+    cycle_shards: std::collections::VecDeque<Option<ShardId>>,
 }
 
 pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
@@ -203,6 +225,19 @@ impl Session {
             done_cycles: 0,
             cycle_error: false,
             saw_rollback: false,
+            batch: Vec::new(),
+            batch_target: None,
+            last_target: None,
+            txn_shard: None,
+            deferred_begin: None,
+            proxy_aborted: false,
+            hint_shard: None,
+            utf8_client: params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("client_encoding"))
+                .is_none_or(|(_, v)| is_utf8(v)),
+            fan: None,
+            cycle_shards: std::collections::VecDeque::new(),
             cfg,
         };
         // The client learns the server's parameters from the default shard, with its own
@@ -281,7 +316,7 @@ impl Session {
                     Ok(0) | Err(_) => Flow::Close,
                     Ok(_) => self.on_client_input(max).await,
                 },
-                (shard, r) = relay::read_any(&mut self.backends) => match r {
+                (shard, r) = relay::read_any(&mut self.backends, self.fan.as_ref().map(|f| f.current())) => match r {
                     Ok(0) | Err(_) => self.on_server_lost(shard).await,
                     Ok(_) => self.on_server_input(shard).await,
                 },
@@ -340,6 +375,28 @@ impl Session {
         Ok(())
     }
 
+    /// Hand back every bound connection that is clean and not holding a transaction (after
+    /// a cycle was refused half-way through binding its shards).
+    fn release_unused(&mut self) {
+        for shard in 0..self.backends.len() {
+            if Some(shard) != self.txn_shard {
+                self.maybe_release(shard);
+            }
+        }
+    }
+
+    /// Start concatenating a read from `shards`.
+    fn start_fanout(&mut self, shards: Vec<ShardId>) {
+        self.fan = Some(fanout::FanOut::new(shards));
+    }
+
+    /// Whether `shard` is the last one a frame is emitted for in this cycle.
+    fn fanout_last(&self, shard: ShardId) -> bool {
+        self.fan
+            .as_ref()
+            .is_none_or(|f| f.shards.last() == Some(&shard))
+    }
+
     fn release(&mut self, shard: ShardId) {
         if let Some(conn) = self.backends[shard].take() {
             self.cancel.remove(target_of(&conn));
@@ -350,6 +407,9 @@ impl Session {
     /// every request has been answered.
     fn maybe_release(&mut self, shard: ShardId) {
         if self.pool_mode() != PoolMode::Transaction || self.pinned.is_some() {
+            return;
+        }
+        if self.fan.as_ref().is_some_and(|f| f.shards.contains(&shard)) {
             return;
         }
         match self.backends[shard].as_ref() {
@@ -379,6 +439,12 @@ impl Session {
             self.release(shard);
         }
     }
+}
+
+/// Whether an encoding name means UTF-8 (Postgres accepts several spellings).
+pub(super) fn is_utf8(enc: &str) -> bool {
+    let e: String = enc.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("unicode")
 }
 
 fn target_of(conn: &PooledConn) -> CancelTarget {

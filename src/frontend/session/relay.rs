@@ -20,15 +20,21 @@ use crate::backend::PooledConn;
 use crate::config::ShardId;
 use crate::frontend::settings::Effect;
 use crate::protocol::track::{Expect, Visibility};
+
+use super::fanout::Fate;
 use crate::protocol::{frame, sqlstate, PgError};
 
 /// Read from whichever bound server connection has data. Cancel-safe: a read that loses the
 /// race in `select!` has read nothing.
 pub(super) async fn read_any(
     backends: &mut [Option<PooledConn>],
+    only: Option<ShardId>,
 ) -> (ShardId, std::io::Result<usize>) {
     poll_fn(|cx| {
         for (shard, slot) in backends.iter_mut().enumerate() {
+            if only.is_some_and(|o| o != shard) {
+                continue;
+            }
             let Some(conn) = slot.as_mut() else { continue };
             let conn = &mut **conn;
             if conn.rbuf.capacity() - conn.rbuf.len() < 4096 {
@@ -47,6 +53,7 @@ pub(super) async fn read_any(
 
 impl Session {
     pub(super) async fn on_server_input(&mut self, shard: ShardId) -> Flow {
+        let shard_name = self.cfg.shards[shard].name.clone();
         let Some(conn) = self.backends[shard].as_mut() else {
             return Flow::Continue;
         };
@@ -55,16 +62,17 @@ impl Session {
         // Whether every frame so far went to the client, so the buffer can be sent as is.
         let mut direct = self.cwbuf.is_empty();
         let mut cycles_done = Vec::new();
+        let mut fan_over = false;
         loop {
             let (tag, total) = match frame::peek_tagged(&conn.rbuf[off..], MAX_SERVER_MESSAGE) {
                 Ok(Some((tag, total))) if conn.rbuf.len() - off >= total => (tag, total),
                 Ok(_) => break,
                 Err(e) => {
-                    tracing::error!(error = %e, "malformed message from a shard");
+                    tracing::error!(shard = %shard_name, error = %e, "malformed message from a shard");
                     conn.broken = true;
                     let err = PgError::fatal(
                         sqlstate::CONNECTION_FAILURE,
-                        "malformed message from a shard",
+                        format!("malformed message from shard \"{shard_name}\""),
                     );
                     self.send_error(&err).await;
                     return Flow::Close;
@@ -72,17 +80,22 @@ impl Session {
             };
             let body = &conn.rbuf[off + 5..off + total];
             let head = conn.tracker.head();
-            let vis = conn.tracker.on_server(tag);
+            tracing::trace!(pid = self.cancel.pid, tag = %(tag as char), ?head, "server frame");
+            let mut vis = conn.tracker.on_server(tag);
+            let mut replacement = None;
             match tag {
                 b'Z' => {
                     let status = body.first().copied().unwrap_or(b'I');
                     conn.tx_status = status;
-                    if vis == Visibility::Forward {
+                    if vis == Visibility::Forward && self.fan.is_none() {
                         cycles_done.push(status);
                     }
                 }
                 b'S' => {
                     if let Some((k, v)) = crate::protocol::decode::parameter_status(body) {
+                        if k == "client_encoding" && vis == Visibility::Forward {
+                            self.utf8_client = super::is_utf8(&v);
+                        }
                         conn.params.insert(k, v);
                     }
                 }
@@ -99,19 +112,47 @@ impl Session {
                 b'C' if body.starts_with(b"ROLLBACK") => self.saw_rollback = true,
                 _ => {}
             }
+            if vis == Visibility::Forward {
+                if let Some(fan) = self.fan.as_mut() {
+                    match fan.on_frame(tag, body, &shard_name) {
+                        Fate::Forward => {}
+                        Fate::Hide => vis = Visibility::Hide,
+                        Fate::Replace(bytes) => {
+                            vis = Visibility::Hide;
+                            replacement = Some(bytes);
+                        }
+                        Fate::ShardDone(end) => {
+                            vis = Visibility::Hide;
+                            if let Some(bytes) = end {
+                                replacement = Some(bytes);
+                                cycles_done.push(b'I');
+                                fan_over = true;
+                            }
+                        }
+                    }
+                }
+            }
             match vis {
                 Visibility::Forward if !direct => {
                     self.cwbuf.extend_from_slice(&conn.rbuf[off..off + total])
                 }
                 Visibility::Forward => {}
-                Visibility::Hide if direct => {
-                    // Switch to copying: what came before this frame goes first.
-                    self.cwbuf.extend_from_slice(&conn.rbuf[..off]);
-                    direct = false;
+                Visibility::Hide => {
+                    if direct {
+                        // Switch to copying: what came before this frame goes first.
+                        self.cwbuf.extend_from_slice(&conn.rbuf[..off]);
+                        direct = false;
+                    }
+                    if let Some(bytes) = replacement {
+                        self.cwbuf.extend_from_slice(&bytes);
+                    }
                 }
-                Visibility::Hide => {}
             }
             off += total;
+            if fan_over || self.fan.as_ref().is_some_and(|f| f.current() != shard) {
+                // The next shard's turn (or the end): stop reading this one.
+                break;
+            }
         }
         let write = if direct {
             let r = self.client.write_all(&conn.rbuf[..off]).await;
@@ -123,11 +164,28 @@ impl Session {
             self.cwbuf.clear();
             r
         };
+        if fan_over {
+            if let Some(fan) = self.fan.take() {
+                for s in fan.shards {
+                    self.maybe_release(s);
+                }
+            }
+        }
         for status in cycles_done {
             self.status = status;
-            self.end_cycle(status);
+            self.end_cycle(status, false);
         }
         self.maybe_release(shard);
+        // A shard whose turn came may already have its answer buffered.
+        if let Some(next) = self.fan.as_ref().map(|f| f.current()) {
+            if next != shard
+                && self.backends[next]
+                    .as_ref()
+                    .is_some_and(|c| !c.rbuf.is_empty())
+            {
+                return Box::pin(self.on_server_input(next)).await;
+            }
+        }
         match write {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Close,
@@ -158,7 +216,18 @@ impl Session {
 
     /// A request cycle (up to ReadyForQuery) ended with transaction status `status`: settle
     /// the session-state effects of its statements.
-    pub(super) fn end_cycle(&mut self, status: u8) {
+    pub(super) fn end_cycle(&mut self, status: u8, local: bool) {
+        if !local {
+            // Which shard this cycle ran on tells where an open transaction lives.
+            let shard = self.cycle_shards.pop_front().flatten();
+            self.txn_shard = match status {
+                b'T' | b'E' => shard.or(self.txn_shard),
+                _ => None,
+            };
+            if status == b'I' {
+                self.proxy_aborted = false;
+            }
+        }
         let cycle = self.done_cycles;
         self.done_cycles += 1;
         let failed = self.cycle_error;
@@ -204,5 +273,36 @@ impl Session {
                 conn.settings_key = key;
             }
         }
+    }
+}
+
+impl Session {
+    /// Shards with requests still unanswered.
+    pub(super) fn outstanding(&self) -> Vec<ShardId> {
+        self.backends
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| !c.tracker.is_idle()))
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    /// Send what is queued and forward every outstanding answer, so that the session's view
+    /// of transactions is current and a reply the proxy makes itself comes after them.
+    /// Returns false when the session must close.
+    pub(super) async fn settle(&mut self) -> bool {
+        self.flush_servers().await;
+        while !self.outstanding().is_empty() {
+            let only = self.fan.as_ref().map(|f| f.current());
+            let (shard, r) = read_any(&mut self.backends, only).await;
+            let flow = match r {
+                Ok(0) | Err(_) => self.on_server_lost(shard).await,
+                Ok(_) => self.on_server_input(shard).await,
+            };
+            if let Flow::Close = flow {
+                return false;
+            }
+        }
+        true
     }
 }

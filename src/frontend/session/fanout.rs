@@ -1,0 +1,172 @@
+//! A read sent to several shards whose rows are concatenated (no ordering or aggregation:
+//! the router refuses statements that would need a merge).
+//!
+//! The shards answer one after another, in shard order: the first shard's answer is forwarded
+//! up to its CommandComplete (so the client gets one RowDescription, ParseComplete, ...), the
+//! others contribute only their rows; their command tags are summed into one
+//! CommandComplete and a single ReadyForQuery ends the cycle. Reading one shard at a time
+//! keeps memory flat: the others wait in their sockets. The first error fails the statement
+//! with that shard's error, its detail naming the shard; later shards are drained silently.
+
+use crate::config::ShardId;
+use crate::protocol::{build, decode};
+
+#[derive(Debug)]
+pub(super) struct FanOut {
+    pub shards: Vec<ShardId>,
+    /// Index into `shards` of the shard being read.
+    pub at: usize,
+    /// CommandComplete tag without its row count (`SELECT`, `INSERT 0`), and the sum.
+    tag: Option<String>,
+    count: u64,
+    counted: bool,
+    failed: bool,
+}
+
+/// What to do with one frame of the shard being read.
+pub(super) enum Fate {
+    Forward,
+    Hide,
+    /// Forward this rebuilt frame instead (an error naming its shard).
+    Replace(bytes::BytesMut),
+    /// The shard finished; if it was the last, these bytes end the cycle for the client.
+    ShardDone(Option<bytes::BytesMut>),
+}
+
+/// `SELECT 12` -> ("SELECT", Some(12)); `INSERT 0 3` -> ("INSERT 0", Some(3)); `VACUUM`.
+fn split_tag(tag: &str) -> (String, Option<u64>) {
+    match tag.rsplit_once(' ') {
+        Some((head, n)) => match n.parse() {
+            Ok(n) => (head.to_owned(), Some(n)),
+            Err(_) => (tag.to_owned(), None),
+        },
+        None => (tag.to_owned(), None),
+    }
+}
+
+impl FanOut {
+    pub fn new(shards: Vec<ShardId>) -> Self {
+        FanOut {
+            shards,
+            at: 0,
+            tag: None,
+            count: 0,
+            counted: false,
+            failed: false,
+        }
+    }
+
+    pub fn current(&self) -> ShardId {
+        self.shards[self.at]
+    }
+
+    fn first(&self) -> bool {
+        self.at == 0
+    }
+
+    /// Decide the fate of one frame from the current shard.
+    pub fn on_frame(&mut self, tag: u8, body: &[u8], shard_name: &str) -> Fate {
+        match tag {
+            b'Z' => {
+                self.at += 1;
+                if self.at < self.shards.len() {
+                    return Fate::ShardDone(None);
+                }
+                let mut out = bytes::BytesMut::new();
+                if !self.failed {
+                    if let Some(t) = &self.tag {
+                        let tag = if self.counted {
+                            format!("{t} {}", self.count)
+                        } else {
+                            t.clone()
+                        };
+                        build::command_complete(&mut out, &tag);
+                    }
+                }
+                build::ready_for_query(&mut out, b'I');
+                Fate::ShardDone(Some(out))
+            }
+            b'C' => {
+                let text = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body));
+                let (head, n) = split_tag(&text);
+                self.tag.get_or_insert(head);
+                if let Some(n) = n {
+                    self.count += n;
+                    self.counted = true;
+                }
+                Fate::Hide
+            }
+            b'E' if self.failed => Fate::Hide,
+            b'E' => {
+                self.failed = true;
+                let mut fields = decode::error_fields(body);
+                let note = format!("(on shard {shard_name})");
+                match fields.iter_mut().find(|(k, _)| *k == b'D') {
+                    Some((_, d)) => {
+                        d.push(' ');
+                        d.push_str(&note);
+                    }
+                    None => fields.push((b'D', note)),
+                }
+                let mut out = bytes::BytesMut::new();
+                build::error_fields(&mut out, fields);
+                Fate::Replace(out)
+            }
+            _ if self.failed => Fate::Hide,
+            b'D' | b'N' | b'A' => Fate::Forward,
+            b'S' => Fate::Hide,
+            // Statement-level answers (ParseComplete, BindComplete, RowDescription, ...) once.
+            _ if self.first() => Fate::Forward,
+            _ => Fate::Hide,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_split_and_sum() {
+        assert_eq!(split_tag("SELECT 12"), ("SELECT".into(), Some(12)));
+        assert_eq!(split_tag("INSERT 0 3"), ("INSERT 0".into(), Some(3)));
+        assert_eq!(split_tag("VACUUM"), ("VACUUM".into(), None));
+        let mut f = FanOut::new(vec![0, 1]);
+        assert!(matches!(f.on_frame(b'T', b"", "s0"), Fate::Forward));
+        assert!(matches!(f.on_frame(b'D', b"", "s0"), Fate::Forward));
+        assert!(matches!(f.on_frame(b'C', b"SELECT 1\0", "s0"), Fate::Hide));
+        assert!(matches!(
+            f.on_frame(b'Z', b"I", "s0"),
+            Fate::ShardDone(None)
+        ));
+        assert!(matches!(f.on_frame(b'T', b"", "s1"), Fate::Hide));
+        assert!(matches!(f.on_frame(b'D', b"", "s1"), Fate::Forward));
+        assert!(matches!(f.on_frame(b'C', b"SELECT 2\0", "s1"), Fate::Hide));
+        let Fate::ShardDone(Some(end)) = f.on_frame(b'Z', b"I", "s1") else {
+            panic!("cycle end expected")
+        };
+        assert!(end.windows(9).any(|w| w == b"SELECT 3\0"));
+        assert_eq!(end[end.len() - 6], b'Z');
+    }
+
+    #[test]
+    fn first_error_names_its_shard_and_later_output_is_dropped() {
+        let mut f = FanOut::new(vec![0, 1]);
+        let Fate::Replace(e) = f.on_frame(b'E', b"SERROR\0C22012\0Mdivision by zero\0\0", "s0")
+        else {
+            panic!("error expected")
+        };
+        let want = b"D(on shard s0)\0";
+        assert!(e.windows(want.len()).any(|w| w == want));
+        assert!(matches!(
+            f.on_frame(b'Z', b"I", "s0"),
+            Fate::ShardDone(None)
+        ));
+        assert!(matches!(f.on_frame(b'D', b"", "s1"), Fate::Hide));
+        assert!(matches!(f.on_frame(b'E', b"", "s1"), Fate::Hide));
+        let Fate::ShardDone(Some(end)) = f.on_frame(b'Z', b"I", "s1") else {
+            panic!("cycle end expected")
+        };
+        assert_eq!(end[0], b'Z', "no CommandComplete after an error");
+    }
+}
