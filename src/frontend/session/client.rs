@@ -205,7 +205,7 @@ impl Session {
     /// Route and send a simple Query.
     async fn dispatch_query(&mut self, target: Target, f: &Frame) {
         match target {
-            Target::Shard(shard) => match self.begin_on(shard).await {
+            Target::Shard(shard) => match self.begin_on(shard, true).await {
                 Ok(()) => {
                     self.send(shard, f, Some(Expect::Query { hidden: false }));
                     self.cycle_shards.push_back(Some(shard));
@@ -313,10 +313,14 @@ impl Session {
         !matches!(t, Target::Shard(s) if out == [*s] && self.fan.is_none())
     }
 
-    /// Make sure a transaction the client opened is open on `shard` too.
-    async fn begin_on(&mut self, shard: ShardId) -> Result<(), PgError> {
+    /// Make sure a transaction the client opened is open on `shard` too, when the cycle
+    /// `executes` a statement (preparing one does not decide the transaction's shard).
+    async fn begin_on(&mut self, shard: ShardId, executes: bool) -> Result<(), PgError> {
         self.ensure_backend(shard).await?;
         self.last_target = Some(shard);
+        if !executes {
+            return Ok(());
+        }
         if let Some(begin) = self.deferred_begin.take() {
             let (conn, out) = self.conn_and_buf(shard);
             build::query(out, &begin);
@@ -387,7 +391,8 @@ impl Session {
             }
         };
         if target.len() == 1 {
-            if let Err(e) = self.begin_on(target[0]).await {
+            let executes = frames.iter().any(|f| matches!(f.tag, b'B' | b'E'));
+            if let Err(e) = self.begin_on(target[0], executes).await {
                 self.refuse_cycle(e, false);
                 self.after_refusal(synced);
                 return true;

@@ -1,0 +1,515 @@
+//! Routing against real shards. Each shard's copy of a sharded table is itself
+//! `PARTITION BY HASH` with only the partitions of the buckets that shard owns, so a row sent
+//! to the wrong shard fails loudly ("no partition of relation found for row"). Rows go in
+//! through the proxy with literals, extended-protocol parameters (binary from tokio-postgres,
+//! text from pgbench -M extended) and prepared statements; placement is then checked on each
+//! shard directly.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::proxy::{code, start_proxy_on, ProxyOpts, TestProxy};
+use shardgate::router::{hash::bucket_of, KeyValue};
+
+const BUCKETS: u32 = 8;
+const SHARDS: usize = 3;
+
+/// Owner of bucket b with contiguous equal runs over 3 shards: [0,0,0,1,1,1,2,2].
+fn owner_of_bucket(b: u32) -> usize {
+    (b as usize * SHARDS) / BUCKETS as usize
+}
+
+fn owner(key: i64) -> usize {
+    owner_of_bucket(bucket_of(&KeyValue::Int(key), BUCKETS))
+}
+
+const SCHEMES: &str = "schemes:
+  by_user: { type: hash, buckets: 8 }
+  by_event:
+    type: range
+    ranges:
+      - { below: 1000, shard: s0 }
+      - { below: 2000, shard: s1 }
+      - { shard: s2 }
+  by_org: { type: directory, fallback: by_user }
+tables:
+  users: { scheme: by_user, key: id }
+  posts: { scheme: by_user, key: user_id }
+  events: { scheme: by_event, key: id }
+  orgs: { scheme: by_org, key: org_id, key_type: text }
+  countries: { reference: true }
+";
+
+/// A fresh database with trap tables on every shard and a proxy over the three servers.
+async fn setup(prefix: &str) -> (TestProxy, Vec<tokio_postgres::Client>) {
+    let db = common::fresh_db(prefix);
+    let mut direct = Vec::new();
+    for (i, s) in common::cluster().servers.iter().enumerate() {
+        let (c, conn) = tokio_postgres::connect(&s.url("app", "app", &db), tokio_postgres::NoTls)
+            .await
+            .expect("direct connection");
+        tokio::spawn(conn);
+        let mut ddl = String::from(
+            "create table users (id bigint not null primary key, name text) partition by hash (id);
+             create table posts (id bigint not null, user_id bigint not null, title text, primary key (user_id, id)) partition by hash (user_id);
+             create table events (id bigint primary key, what text);
+             create table orgs (org_id text primary key, name text);
+             create table countries (code text primary key, name text);
+             insert into countries values ('de', 'Germany'), ('fr', 'France');",
+        );
+        for b in (0..BUCKETS).filter(|&b| owner_of_bucket(b) == i) {
+            ddl.push_str(&format!(
+                "create table users_{b} partition of users for values with (modulus {BUCKETS}, remainder {b});
+                 create table posts_{b} partition of posts for values with (modulus {BUCKETS}, remainder {b});"
+            ));
+        }
+        c.batch_execute(&ddl).await.expect("trap tables");
+        direct.push(c);
+    }
+    let p = start_proxy_on(
+        &db,
+        ProxyOpts {
+            shards: SHARDS,
+            extra: SCHEMES.to_string(),
+            ..Default::default()
+        },
+    )
+    .await;
+    (p, direct)
+}
+
+async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn rows_land_on_their_owner_with_literals_and_parameters() {
+    let (p, direct) = setup("route_place").await;
+    let c = p.connect().await;
+    // Literals through the simple protocol.
+    for id in 1..=60i64 {
+        c.simple_query(&format!(
+            "insert into users (id, name) values ({id}, 'lit {id}')"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("insert {id}: {e}"));
+    }
+    // Binary parameters through the extended protocol, with a reused prepared statement.
+    let st = c
+        .prepare("insert into users (name, id) values ($1, $2)")
+        .await
+        .unwrap();
+    for id in 61..=160i64 {
+        c.execute(&st, &[&format!("param {id}"), &id])
+            .await
+            .unwrap();
+    }
+    // Negative and large keys.
+    for id in [-1i64, -999_999, i64::MAX, i64::MIN + 1, 1 << 40] {
+        c.execute("insert into users (id, name) values ($1, 'edge')", &[&id])
+            .await
+            .unwrap();
+    }
+    // Child rows co-located with their user.
+    for uid in 1..=40i64 {
+        c.execute(
+            "insert into posts (id, user_id, title) values ($1, $2, 't')",
+            &[&(uid * 10), &uid],
+        )
+        .await
+        .unwrap();
+    }
+    // Every shard holds exactly its own keys.
+    let mut ids: Vec<i64> = (1..=160).collect();
+    ids.extend([-1i64, -999_999, i64::MAX, i64::MIN + 1, 1 << 40]);
+    for (i, d) in direct.iter().enumerate() {
+        let want = ids.iter().filter(|&&k| owner(k) == i).count() as i64;
+        assert_eq!(
+            count(d, "select count(*) from users").await,
+            want,
+            "shard s{i}"
+        );
+        let want_posts = (1..=40i64).filter(|&k| owner(k) == i).count() as i64;
+        assert_eq!(
+            count(d, "select count(*) from posts").await,
+            want_posts,
+            "posts on s{i}"
+        );
+    }
+    // Point reads come back through the proxy, by literal and by parameter.
+    for id in [1i64, 77, 160, -1, i64::MAX] {
+        let r = c
+            .query_one("select id from users where id = $1", &[&id])
+            .await
+            .unwrap();
+        assert_eq!(r.get::<_, i64>(0), id);
+        let msgs = c
+            .simple_query(&format!("select name from users where id = {id}"))
+            .await
+            .unwrap();
+        assert!(msgs
+            .iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_))));
+    }
+    // Co-located join with the key fixed.
+    let n = c
+        .query_one(
+            "select count(*) from users u join posts p on p.user_id = u.id where u.id = $1",
+            &[&7i64],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(n, 1);
+    // IN and ANY across shards, as concatenated reads.
+    let rows = c
+        .query(
+            "select id from users where id = any($1)",
+            &[&vec![1i64, 2, 3, 4, 5, 6]],
+        )
+        .await
+        .unwrap();
+    let mut got: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 2, 3, 4, 5, 6]);
+}
+
+#[tokio::test]
+async fn fan_out_reads_concatenate_and_refusals_are_0a000() {
+    let (p, direct) = setup("route_fanout").await;
+    let c = p.connect().await;
+    for id in 1..=90i64 {
+        c.execute("insert into users (id, name) values ($1, 'u')", &[&id])
+            .await
+            .unwrap();
+    }
+    // Keyless read: every row exactly once, one command tag with the total.
+    let rows = c.query("select id, name from users", &[]).await.unwrap();
+    assert_eq!(rows.len(), 90);
+    let msgs = c
+        .simple_query("select id from users where name = 'u'")
+        .await
+        .unwrap();
+    let tag = msgs.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    });
+    assert_eq!(tag, Some(90));
+    // Needs a merge: refused, never partial.
+    for sql in [
+        "select id from users order by id",
+        "select count(*) from users",
+        "select id from users limit 5",
+        "select distinct name from users",
+    ] {
+        let e = c.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&e), "0A000", "{sql}: {e}");
+    }
+    // Writes on several shards: refused until two-phase commit.
+    for sql in [
+        "insert into users (id, name) values (1001, 'a'), (1002, 'b'), (1003, 'c'), (1004, 'd')",
+        "update users set name = 'x'",
+        "delete from users where id in (1, 2, 3, 4, 5, 6)",
+        "insert into countries (code, name) values ('xx', 'X')",
+        "create table users (id bigint)",
+    ] {
+        let e = c.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&e), "0A000", "{sql}: {e}");
+    }
+    assert_eq!(
+        c.query("select id from users", &[]).await.unwrap().len(),
+        90,
+        "nothing changed"
+    );
+    // A fan-out error fails the statement and names its shard.
+    for d in &direct {
+        d.batch_execute("alter table users add column boom int default 0")
+            .await
+            .unwrap();
+    }
+    direct[1]
+        .batch_execute("update users set boom = 1 where id in (select id from users limit 1)")
+        .await
+        .unwrap();
+    let e = c
+        .simple_query("select 1 / (boom - 1) from users")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().expect("db error");
+    assert_eq!(db.code().code(), "22012");
+    assert!(db.detail().unwrap_or("").contains("on shard s1"), "{db:?}");
+    // The session is fine afterwards, in both protocols.
+    assert_eq!(
+        c.query("select id from users where id = $1", &[&5i64])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(c.simple_query("select 1").await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn transactions_stay_on_one_shard() {
+    let (p, direct) = setup("route_txn").await;
+    let c = p.connect().await;
+    // Keys on the same shard: one transaction, committed.
+    let same: Vec<i64> = (1..1000).filter(|&k| owner(k) == 2).take(3).collect();
+    c.batch_execute(&format!(
+        "begin; insert into users (id, name) values ({}, 'a'); insert into users (id, name) values ({}, 'b'); commit",
+        same[0], same[1]
+    ))
+    .await
+    .unwrap();
+    assert_eq!(count(&direct[2], "select count(*) from users").await, 2);
+    // BEGIN alone, then statements: the transaction opens where the first statement goes.
+    c.batch_execute("begin").await.unwrap();
+    c.execute("insert into users (id, name) values ($1, 'c')", &[&same[2]])
+        .await
+        .unwrap();
+    c.batch_execute("rollback").await.unwrap();
+    assert_eq!(
+        count(&direct[2], "select count(*) from users").await,
+        2,
+        "rolled back"
+    );
+    // A statement for another shard inside the transaction is refused, and the transaction is
+    // then failed until it ends, as Postgres would have it.
+    let other: i64 = (1..1000).find(|&k| owner(k) == 0).unwrap();
+    c.batch_execute("begin").await.unwrap();
+    c.execute("insert into users (id, name) values ($1, 'd')", &[&same[2]])
+        .await
+        .unwrap();
+    let e = c
+        .execute("insert into users (id, name) values ($1, 'e')", &[&other])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "0A000", "{e}");
+    let e = c.simple_query("select 1").await.unwrap_err();
+    assert_eq!(code(&e), "25P02");
+    let msgs = c.simple_query("commit").await.unwrap();
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(_))));
+    assert_eq!(
+        count(&direct[2], "select count(*) from users").await,
+        2,
+        "failed transaction rolled back"
+    );
+    assert_eq!(count(&direct[0], "select count(*) from users").await, 0);
+    // BEGIN ... COMMIT with nothing inside never touches a shard.
+    c.batch_execute("begin; commit").await.unwrap();
+    c.batch_execute("begin").await.unwrap();
+    c.batch_execute("commit").await.unwrap();
+    // Statements that name no table follow the transaction's shard.
+    c.batch_execute("begin").await.unwrap();
+    c.execute("insert into users (id, name) values ($1, 'f')", &[&same[2]])
+        .await
+        .unwrap();
+    let port: String = c
+        .query_one("select current_setting('port')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(port, common::cluster().servers[2].port.to_string());
+    c.batch_execute("commit").await.unwrap();
+    assert_eq!(count(&direct[2], "select count(*) from users").await, 3);
+}
+
+#[tokio::test]
+async fn hints_range_reference_and_catalog_queries() {
+    let (p, _direct) = setup("route_hints").await;
+    let c = p.connect().await;
+    let port = |i: usize| common::cluster().servers[i].port.to_string();
+    let hinted: String = c
+        .query_one(
+            "/* shardgate: shard=s2 */ select current_setting('port')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(hinted, port(2));
+    let key = (1..1000).find(|&k| owner(k) == 1).unwrap();
+    let by_key: String = c
+        .query_one(
+            &format!("/* shardgate: key={key} table=users */ select current_setting('port')"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(by_key, port(1));
+    c.batch_execute("set shardgate.shard = 's1'").await.unwrap();
+    let pinned: String = c
+        .query_one("select current_setting('port')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pinned, port(1));
+    c.batch_execute("reset shardgate.shard").await.unwrap();
+    let e = c
+        .batch_execute("set shardgate.shard = 'nope'")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22023");
+    // Range scheme.
+    for (id, shard) in [(5i64, 0usize), (1500, 1), (5000, 2)] {
+        c.execute("insert into events (id, what) values ($1, 'e')", &[&id])
+            .await
+            .unwrap();
+        let at: String = c
+            .query_one(
+                "select current_setting('port') from events where id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(at, port(shard), "event {id}");
+    }
+    // Reference table reads from one shard; catalog queries go to the default shard.
+    assert_eq!(
+        c.query("select * from countries", &[]).await.unwrap().len(),
+        2
+    );
+    let n: i64 = c
+        .query_one(
+            "select count(*) from pg_catalog.pg_tables where tablename = 'users'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    // explain through the CLI prints the same decision the proxy makes.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+        .args([
+            "explain",
+            "-c",
+            "config/shardgate.yaml",
+            "select * from users where id = $1",
+            "--param",
+            "42",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("route: single"));
+}
+
+#[tokio::test]
+async fn directory_changes_are_seen_without_restart() {
+    let (p, direct) = setup("route_dir").await;
+    let c = p.connect().await;
+    let catalog = p
+        .running
+        .as_ref()
+        .unwrap()
+        .proxy()
+        .catalog()
+        .expect("catalog connected")
+        .clone();
+    catalog.directory_set("by_org", "acme", "s2").await.unwrap();
+    c.execute(
+        "insert into orgs (org_id, name) values ($1, 'Acme')",
+        &[&"acme"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&direct[2], "select count(*) from orgs").await, 1);
+    // No entry: the fallback scheme (by_user hashes the text key).
+    c.execute(
+        "insert into orgs (org_id, name) values ($1, 'Other')",
+        &[&"other"],
+    )
+    .await
+    .unwrap();
+    let fallback = owner_of_bucket(bucket_of(&KeyValue::Text("other".into()), BUCKETS));
+    assert_eq!(
+        count(
+            &direct[fallback],
+            "select count(*) from orgs where org_id = 'other'"
+        )
+        .await,
+        1
+    );
+    // Move the entry while the proxy runs: new statements follow within a moment.
+    catalog.directory_set("by_org", "acme", "s0").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let port: String = c
+            .query_one(
+                "select current_setting('port'), count(*) from orgs where org_id = $1",
+                &[&"acme"],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or_default();
+        if port == common::cluster().servers[0].port.to_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proxy never saw the directory change"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn pgbench_custom_script_keyed_on_the_shard_key() {
+    let (p, direct) = setup("route_pgbench").await;
+    let c = p.connect().await;
+    for id in 1..=200i64 {
+        c.execute("insert into users (id, name) values ($1, 'n')", &[&id])
+            .await
+            .unwrap();
+    }
+    let script = std::env::temp_dir().join(format!("sg-route-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        "\\set uid random(1, 200)\nselect name from users where id = :uid;\nupdate users set name = 'v' || :uid where id = :uid;\ninsert into posts (id, user_id, title) values (:client_id * 100000 + :uid, :uid, 'p') on conflict do nothing;\n",
+    )
+    .unwrap();
+    for mode in ["simple", "extended", "prepared"] {
+        let out = p
+            .pgbench(&[
+                "-n",
+                "-c",
+                "4",
+                "-j",
+                "2",
+                "-t",
+                "100",
+                "-M",
+                mode,
+                "-f",
+                script.to_str().unwrap(),
+            ])
+            .await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "pgbench -M {mode}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("number of failed transactions: 0"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("actually processed: 400/400"), "{stdout}");
+    }
+    let _ = std::fs::remove_file(&script);
+    // The trap tables held: every post sits with its user.
+    let mut total = 0;
+    for (i, d) in direct.iter().enumerate() {
+        let rows = d.query("select user_id from posts", &[]).await.unwrap();
+        for r in &rows {
+            assert_eq!(owner(r.get::<_, i64>(0)), i);
+        }
+        total += rows.len();
+    }
+    assert!(total > 0);
+}
