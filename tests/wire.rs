@@ -395,3 +395,70 @@ async fn unknown_message_types_are_forwarded_raw() {
     let (tag, _) = raw.read_msg().await.unwrap();
     assert_eq!(tag, b'Z');
 }
+
+#[tokio::test]
+async fn proxy_authenticates_to_shards_with_md5_too() {
+    // The shard URL's user md5user is set up with an md5 password (pg_hba: md5).
+    let db = common::fresh_db("backend_md5");
+    let s0 = &common::cluster().servers[0];
+    s0.psql(&db, "grant all on schema public to md5user")
+        .unwrap();
+    let url = format!("postgres://md5user:md5pass@127.0.0.1:{}/{db}", s0.port);
+    let p = common::proxy::start_proxy_on(
+        &db,
+        ProxyOpts {
+            shard0_url: Some(url),
+            shards: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = p.connect().await;
+    let who: String = c
+        .query_one("select current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(who, "md5user");
+    // A wrong shard password is a clear 08006 naming the shard, not a hang.
+    let bad = format!("postgres://md5user:wrong@127.0.0.1:{}/{db}", s0.port);
+    let p = common::proxy::start_proxy_on(
+        &db,
+        ProxyOpts {
+            shard0_url: Some(bad),
+            shards: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let e = p
+        .try_connect("app", "app")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("must fail"));
+    assert_eq!(code(&e), "08006");
+    let msg = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(msg.contains("\"s0\"") && msg.contains("password"), "{msg}");
+}
+
+#[tokio::test]
+async fn configured_tls_is_refused_rather_than_ignored() {
+    let db = common::fresh_db("tls_refused");
+    let yaml = format!(
+        "{}tls: {{ cert: /nonexistent/c.pem, key: /nonexistent/k.pem }}\n",
+        common::proxy::config_yaml(&db, &ProxyOpts::default())
+    );
+    match shardgate::config::parse(&yaml, std::path::Path::new("t.yaml")) {
+        // Either the config layer or the proxy refuses; both say so clearly.
+        Err(e) => assert!(e.to_string().contains("tls"), "{e}"),
+        Ok(cfg) => {
+            let e = shardgate::frontend::Proxy::new(cfg)
+                .err()
+                .expect("must refuse");
+            assert!(e.to_string().contains("TLS"), "{e}");
+        }
+    }
+}

@@ -82,6 +82,24 @@ const DIRECTORY_BACKSTOP: Duration = Duration::from_secs(60);
 
 impl Proxy {
     pub fn new(config: Config) -> Result<Proxy, StartError> {
+        if config.tls.is_some() {
+            // Accepting the setting and serving plaintext would be a silent security hole.
+            return Err(StartError::Users(format!(
+                "{}: tls: TLS towards clients is not available in this version; remove the tls: section",
+                config.source.display()
+            )));
+        }
+        if let Some(s) = config
+            .shards
+            .iter()
+            .find(|s| s.target.sslmode == crate::config::SslMode::Require)
+        {
+            return Err(StartError::Users(format!(
+                "{}: shards: shard \"{}\" asks for sslmode=require, but TLS towards shards is not available in this version",
+                config.source.display(),
+                s.name
+            )));
+        }
         let creds = Credentials::from_config(&config).map_err(StartError::Users)?;
         let pools = config
             .shards

@@ -345,3 +345,312 @@ fn explain_text_names_shards_and_reasons() {
     let text = r.explain("SELECT count(*) FROM users", &Params::default());
     assert!(text.contains("needs aggregate count() merged"), "{text}");
 }
+
+/// Text, uuid and md5-function schemes, three shards.
+fn typed_router() -> Router {
+    let yaml = "shards:
+  - { name: s0, url: 'postgres://u:p@127.0.0.1:1/d' }
+  - { name: s1, url: 'postgres://u:p@127.0.0.1:2/d' }
+  - { name: s2, url: 'postgres://u:p@127.0.0.1:3/d' }
+schemes:
+  by_acct: { type: hash, buckets: 64 }
+  by_dev: { type: hash, buckets: 16, shards: [s1, s2] }
+  by_md5: { type: hash, function: md5 }
+  by_name:
+    type: range
+    ranges:
+      - { below: 'h', shard: s0 }
+      - { below: 'p', shard: s1 }
+      - { shard: s2 }
+tables:
+  accounts: { scheme: by_acct, key: acct, key_type: text }
+  devices: { scheme: by_dev, key: dev_id, key_type: uuid }
+  legacy: { scheme: by_md5, key: id }
+  people: { scheme: by_name, key: name, key_type: text }
+  app.audit: { scheme: by_acct, key: acct, key_type: text }
+";
+    Router::new(Arc::new(
+        config::parse(yaml, std::path::Path::new("typed.yaml")).expect("typed config"),
+    ))
+}
+
+fn shard_of(r: &Router, scheme: &str, k: &KeyValue) -> String {
+    let cfg = r.config();
+    let id = match &cfg.schemes[scheme] {
+        crate::config::Scheme::Hash(h) if h.function == crate::config::HashFunction::Md5 => {
+            h.shards[hash::md5_index(k, h.shards.len())]
+        }
+        crate::config::Scheme::Hash(h) => h.map[hash::bucket_of(k, h.buckets) as usize],
+        _ => unreachable!(),
+    };
+    cfg.shards[id].name.clone()
+}
+
+#[test]
+fn typed_routing_table() {
+    let r = typed_router();
+    let t = |s: &str| KeyValue::Text(s.into());
+    let u = |s: &str| KeyValue::Uuid(keys::parse_uuid(s).expect("uuid"));
+    let uid = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    let one = |scheme: &str, k: KeyValue| format!("single {}", shard_of(&r, scheme, &k));
+    let cases: Vec<(&str, Vec<Option<&str>>, String)> = vec![
+        (
+            "select * from accounts where acct = 'alice'",
+            vec![],
+            one("by_acct", t("alice")),
+        ),
+        (
+            "select * from accounts where acct = E'bob'",
+            vec![],
+            one("by_acct", t("bob")),
+        ),
+        (
+            "select * from accounts where acct = 'café'",
+            vec![],
+            one("by_acct", t("café")),
+        ),
+        (
+            "select * from accounts where acct = ''",
+            vec![],
+            one("by_acct", t("")),
+        ),
+        (
+            "select * from accounts where acct = 'it''s'",
+            vec![],
+            one("by_acct", t("it's")),
+        ),
+        (
+            "select * from accounts where acct = $1",
+            vec![Some("zed")],
+            one("by_acct", t("zed")),
+        ),
+        (
+            "select * from accounts where acct = $1::text",
+            vec![Some("zed")],
+            one("by_acct", t("zed")),
+        ),
+        (
+            "select * from accounts where acct = 'x'::varchar",
+            vec![],
+            one("by_acct", t("x")),
+        ),
+        (
+            "select * from accounts where acct in ('a')",
+            vec![],
+            one("by_acct", t("a")),
+        ),
+        (
+            "select * from accounts where acct = any($1)",
+            vec![Some("{q}")],
+            one("by_acct", t("q")),
+        ),
+        (
+            "select * from accounts where acct = 42",
+            vec![],
+            "all s0,s1,s2".into(),
+        ),
+        (
+            "select * from accounts where acct like 'a%'",
+            vec![],
+            "all s0,s1,s2".into(),
+        ),
+        (
+            "select * from accounts where lower(acct) = 'a'",
+            vec![],
+            "all s0,s1,s2".into(),
+        ),
+        (
+            "insert into accounts (acct, v) values ('alice', 1)",
+            vec![],
+            format!("single w {}", shard_of(&r, "by_acct", &t("alice"))),
+        ),
+        (
+            "select * from app.audit where acct = 'alice'",
+            vec![],
+            one("by_acct", t("alice")),
+        ),
+        (
+            "select * from audit where acct = 'alice'",
+            vec![],
+            "default s0".into(),
+        ),
+        (
+            "select * from public.accounts a where a.acct = 'alice'",
+            vec![],
+            one("by_acct", t("alice")),
+        ),
+        (
+            "select * from app.audit x join accounts a on a.acct = x.acct where x.acct = 'k'",
+            vec![],
+            one("by_acct", t("k")),
+        ),
+        // uuid keys: literal, cast, typed string, braces and upper case, params.
+        (
+            &*Box::leak(format!("select * from devices where dev_id = '{uid}'").into_boxed_str()),
+            vec![],
+            one("by_dev", u(uid)),
+        ),
+        (
+            &*Box::leak(
+                format!("select * from devices where dev_id = '{uid}'::uuid").into_boxed_str(),
+            ),
+            vec![],
+            one("by_dev", u(uid)),
+        ),
+        (
+            &*Box::leak(
+                format!("select * from devices where dev_id = uuid '{uid}'").into_boxed_str(),
+            ),
+            vec![],
+            one("by_dev", u(uid)),
+        ),
+        (
+            "select * from devices where dev_id = '{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}'",
+            vec![],
+            one("by_dev", u(uid)),
+        ),
+        (
+            "select * from devices where dev_id = 'A0EEBC999C0B4EF8BB6D6BB9BD380A11'",
+            vec![],
+            one("by_dev", u(uid)),
+        ),
+        (
+            "select * from devices where dev_id = $1",
+            vec![Some(uid)],
+            one("by_dev", u(uid)),
+        ),
+        (
+            "select * from devices where dev_id = 'not-a-uuid'",
+            vec![],
+            "all s1,s2".into(),
+        ),
+        ("select * from devices", vec![], "all s1,s2".into()),
+        (
+            "delete from devices where dev_id = $1",
+            vec![Some(uid)],
+            format!("single w {}", shard_of(&r, "by_dev", &u(uid))),
+        ),
+        // md5 placement.
+        (
+            "select * from legacy where id = 42",
+            vec![],
+            one("by_md5", KeyValue::Int(42)),
+        ),
+        (
+            "select * from legacy where id = $1",
+            vec![Some("7")],
+            one("by_md5", KeyValue::Int(7)),
+        ),
+        (
+            "select * from legacy where id = -3",
+            vec![],
+            one("by_md5", KeyValue::Int(-3)),
+        ),
+        (
+            "update legacy set v = 1 where id = 9",
+            vec![],
+            format!("single w {}", shard_of(&r, "by_md5", &KeyValue::Int(9))),
+        ),
+        ("select * from legacy", vec![], "all s0,s1,s2".into()),
+        // Text ranges, compared bytewise.
+        (
+            "select * from people where name = 'alice'",
+            vec![],
+            "single s0".into(),
+        ),
+        (
+            "select * from people where name = 'henry'",
+            vec![],
+            "single s1".into(),
+        ),
+        (
+            "select * from people where name = 'h'",
+            vec![],
+            "single s1".into(),
+        ),
+        (
+            "select * from people where name = 'Zed'",
+            vec![],
+            "single s0".into(),
+        ),
+        (
+            "select * from people where name = 'zed'",
+            vec![],
+            "single s2".into(),
+        ),
+        (
+            "select * from people where name = $1",
+            vec![Some("paul")],
+            "single s2".into(),
+        ),
+        (
+            "select * from people where name in ('a', 'z')",
+            vec![],
+            "multi s0,s2".into(),
+        ),
+        // Tables of different schemes cannot be joined.
+        (
+            "select * from accounts a join legacy l on l.id = 1 where a.acct = 'x'",
+            vec![],
+            "refuse different schemes".into(),
+        ),
+        (
+            "select * from people p join accounts a on a.acct = p.name",
+            vec![],
+            "refuse different schemes".into(),
+        ),
+        // Unqualified key columns are only trusted with one table in scope.
+        (
+            "select * from accounts, people where acct = 'a'",
+            vec![],
+            "refuse different schemes".into(),
+        ),
+        (
+            "select * from accounts a, accounts b where acct = 'a'",
+            vec![],
+            "refuse across shards".into(),
+        ),
+        (
+            "select * from accounts a, accounts b where a.acct = b.acct and a.acct = 'x'",
+            vec![],
+            one("by_acct", t("x")),
+        ),
+        // Hints with typed keys.
+        (
+            "/* shardgate: key=alice table=accounts */ select 1",
+            vec![],
+            one("by_acct", t("alice")),
+        ),
+        (
+            &*Box::leak(
+                format!("/* shardgate: key={uid} table=devices */ select 1").into_boxed_str(),
+            ),
+            vec![],
+            one("by_dev", u(uid)),
+        ),
+        (
+            "/* shardgate: shard=s2 */ delete from accounts",
+            vec![],
+            "single s2".into(),
+        ),
+        // Parameters that are NULL or missing.
+        (
+            "select * from accounts where acct = $1",
+            vec![None],
+            "single s0".into(),
+        ),
+        (
+            "insert into accounts (acct) values ($1)",
+            vec![None],
+            "refuse NULL".into(),
+        ),
+        (
+            "select * from accounts where acct = $2",
+            vec![Some("x")],
+            "all s0,s1,s2".into(),
+        ),
+    ];
+    for (sql, params, want) in &cases {
+        check(&r, sql, params, want);
+    }
+}
