@@ -6,6 +6,7 @@
 //! - [`frontend`]: listener, startup/TLS/auth, and the per-client session state machine.
 //! - [`backend`]: raw server connections to shards, per-shard pools.
 //! - [`catalog`]: durable state in the catalog database (bucket maps, directory, 2PC decisions); directory cache.
+//! - [`merge`]: fan-out answers -> one result (pure).
 //! - [`localpg`]: starting throwaway local PostgreSQL servers (demo and tests).
 //! - [`router`]: statement -> route (pure); shard functions.
 //! - [`cli`]: one file per subcommand.
@@ -16,5 +17,6 @@ pub mod cli;
 pub mod config;
 pub mod frontend;
 pub mod localpg;
+pub mod merge;
 pub mod protocol;
 pub mod router;
