@@ -9,6 +9,7 @@
 //! - [`merge`]: fan-out answers -> one result (pure).
 //! - [`localpg`]: starting throwaway local PostgreSQL servers (demo and tests).
 //! - [`router`]: statement -> route (pure); shard functions.
+//! - [`twopc`]: two-phase commit: coordinator, decision log, recovery.
 //! - [`cli`]: one file per subcommand.
 
 pub mod backend;
@@ -20,3 +21,4 @@ pub mod localpg;
 pub mod merge;
 pub mod protocol;
 pub mod router;
+pub mod twopc;

@@ -9,79 +9,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::proxy::{code, start_proxy_on, ProxyOpts, TestProxy};
+use common::proxy::code;
+use common::trap::{owner, owner_of_bucket, setup, setup_with, BUCKETS};
 use shardgate::router::{hash::bucket_of, KeyValue};
 
-const BUCKETS: u32 = 8;
-const SHARDS: usize = 3;
-
-/// Owner of bucket b with contiguous equal runs over 3 shards: [0,0,0,1,1,1,2,2].
-fn owner_of_bucket(b: u32) -> usize {
-    (b as usize * SHARDS) / BUCKETS as usize
-}
-
-fn owner(key: i64) -> usize {
-    owner_of_bucket(bucket_of(&KeyValue::Int(key), BUCKETS))
-}
-
-const SCHEMES: &str = "schemes:
-  by_user: { type: hash, buckets: 8 }
-  by_event:
-    type: range
-    ranges:
-      - { below: 1000, shard: s0 }
-      - { below: 2000, shard: s1 }
-      - { shard: s2 }
-  by_org: { type: directory, fallback: by_user }
-tables:
-  users: { scheme: by_user, key: id }
-  posts: { scheme: by_user, key: user_id }
-  events: { scheme: by_event, key: id }
-  orgs: { scheme: by_org, key: org_id, key_type: text }
-  countries: { reference: true }
-";
-
-/// A fresh database with trap tables on every shard and a proxy over the three servers.
-async fn setup(prefix: &str) -> (TestProxy, Vec<tokio_postgres::Client>) {
-    let db = common::fresh_db(prefix);
-    let mut direct = Vec::new();
-    for (i, s) in common::cluster().servers.iter().enumerate() {
-        let (c, conn) = tokio_postgres::connect(&s.url("app", "app", &db), tokio_postgres::NoTls)
-            .await
-            .expect("direct connection");
-        tokio::spawn(conn);
-        let mut ddl = String::from(
-            "create table users (id bigint not null primary key, name text) partition by hash (id);
-             create table posts (id bigint not null, user_id bigint not null, title text, primary key (user_id, id)) partition by hash (user_id);
-             create table events (id bigint primary key, what text);
-             create table orgs (org_id text primary key, name text);
-             create table countries (code text primary key, name text);
-             insert into countries values ('de', 'Germany'), ('fr', 'France');",
-        );
-        for b in (0..BUCKETS).filter(|&b| owner_of_bucket(b) == i) {
-            ddl.push_str(&format!(
-                "create table users_{b} partition of users for values with (modulus {BUCKETS}, remainder {b});
-                 create table posts_{b} partition of posts for values with (modulus {BUCKETS}, remainder {b});"
-            ));
-        }
-        c.batch_execute(&ddl).await.expect("trap tables");
-        direct.push(c);
-    }
-    let p = start_proxy_on(
-        &db,
-        ProxyOpts {
-            shards: SHARDS,
-            extra: SCHEMES.to_string(),
-            ..Default::default()
-        },
-    )
-    .await;
-    (p, direct)
-}
-
-async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).await.unwrap().get(0)
-}
+use common::trap::count;
 
 #[tokio::test]
 async fn rows_land_on_their_owner_with_literals_and_parameters() {
@@ -206,22 +138,8 @@ async fn fan_out_reads_concatenate_and_refusals_are_0a000() {
         let e = c.simple_query(sql).await.unwrap_err();
         assert_eq!(code(&e), "0A000", "{sql}: {e}");
     }
-    // Writes on several shards: refused until two-phase commit.
-    for sql in [
-        "insert into users (id, name) values (1001, 'a'), (1002, 'b'), (1003, 'c'), (1004, 'd')",
-        "update users set name = 'x'",
-        "delete from users where id in (1, 2, 3, 4, 5, 6)",
-        "insert into countries (code, name) values ('xx', 'X')",
-        "create table users (id bigint)",
-    ] {
-        let e = c.simple_query(sql).await.unwrap_err();
-        assert_eq!(code(&e), "0A000", "{sql}: {e}");
-    }
-    assert_eq!(
-        c.query("select id from users", &[]).await.unwrap().len(),
-        90,
-        "nothing changed"
-    );
+    // Keyless writes over every shard are allowed now (two-phase commit, tests/twopc.rs); with
+    // two-phase commit disabled they are refused: see transactions_stay_on_one_shard.
     // A fan-out error fails the statement and names its shard.
     for d in &direct {
         d.batch_execute("alter table users add column boom int default 0")
@@ -252,7 +170,8 @@ async fn fan_out_reads_concatenate_and_refusals_are_0a000() {
 
 #[tokio::test]
 async fn transactions_stay_on_one_shard() {
-    let (p, direct) = setup("route_txn").await;
+    // With two-phase commit disabled, a transaction must stay on one shard.
+    let (p, direct) = setup_with("route_txn", "twopc: { enabled: false }\n").await;
     let c = p.connect().await;
     // Keys on the same shard: one transaction, committed.
     let same: Vec<i64> = (1..1000).filter(|&k| owner(k) == 2).take(3).collect();
@@ -274,6 +193,15 @@ async fn transactions_stay_on_one_shard() {
         2,
         "rolled back"
     );
+    // Writes over several shards are refused without two-phase commit.
+    for sql in [
+        "insert into users (id, name) values (1001, 'a'), (1002, 'b'), (1003, 'c'), (1004, 'd')",
+        "update users set name = 'x'",
+        "insert into countries (code, name) values ('xx', 'X')",
+    ] {
+        let e = c.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&e), "0A000", "{sql}: {e}");
+    }
     // A statement for another shard inside the transaction is refused, and the transaction is
     // then failed until it ends, as Postgres would have it.
     let other: i64 = (1..1000).find(|&k| owner(k) == 0).unwrap();

@@ -11,6 +11,7 @@
 
 mod bucket_map;
 mod cache;
+mod decisions;
 mod directory;
 mod error;
 mod listener;
@@ -18,6 +19,7 @@ mod schema;
 
 pub use bucket_map::BucketMap;
 pub use cache::{CacheTicket, DirectoryCache};
+pub use decisions::{Decision, Outcome};
 pub use directory::{DirectoryEntry, DIRECTORY_CHANNEL};
 pub use error::CatalogError;
 pub use listener::spawn_directory_listener;

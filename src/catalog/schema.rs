@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS shardgate.directory (
 CREATE TABLE IF NOT EXISTS shardgate.twopc_decisions (
     gid text PRIMARY KEY,
     participants text[] NOT NULL,
+    outcome text NOT NULL DEFAULT 'commit' CHECK (outcome IN ('commit', 'abort')),
     decided_at timestamptz NOT NULL DEFAULT now()
 );
 ";

@@ -10,6 +10,7 @@ mod directory;
 mod explain;
 mod hash_password;
 mod serve;
+mod twopc;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,10 +93,8 @@ enum Command {
         args: Vec<String>,
     },
     /// List or recover in-doubt two-phase transactions.
-    Twopc {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    #[command(subcommand)]
+    Twopc(twopc::TwopcCommand),
     /// Read and change directory-scheme entries.
     Directory {
         #[command(subcommand)]
@@ -131,7 +130,7 @@ pub fn main() -> ExitCode {
             params,
         } => explain::run(&config, &sql, &params),
         Command::Reshard { .. } => not_yet("reshard", "online resharding"),
-        Command::Twopc { .. } => not_yet("twopc", "two-phase commit"),
+        Command::Twopc(cmd) => twopc::run(cmd),
         Command::Directory { command } => directory::run(command),
     };
     match result {

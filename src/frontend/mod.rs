@@ -44,6 +44,10 @@ struct ProxyInner {
     /// Set by `start` when the config has schemes that need it (hash bucket maps, directory).
     catalog: std::sync::OnceLock<Catalog>,
     directory: DirectoryCache,
+    /// Serialises connecting the catalog lazily.
+    catalog_init: tokio::sync::Mutex<()>,
+    failpoints: crate::twopc::Failpoints,
+    gids: crate::twopc::GidSource,
     pools: Vec<ShardPool>,
     creds: ArcSwap<Credentials>,
     cancel: CancelRegistry,
@@ -114,6 +118,9 @@ impl Proxy {
                 router: Router::new(config.clone()),
                 catalog: std::sync::OnceLock::new(),
                 directory: DirectoryCache::new(DIRECTORY_CACHE_SIZE),
+                catalog_init: tokio::sync::Mutex::new(()),
+                failpoints: crate::twopc::Failpoints::default(),
+                gids: crate::twopc::GidSource::default(),
                 config: ArcSwap::new(config),
                 pools,
                 creds: ArcSwap::from_pointee(creds),
@@ -144,6 +151,42 @@ impl Proxy {
 
     pub fn directory(&self) -> &DirectoryCache {
         &self.inner.directory
+    }
+
+    pub fn failpoints(&self) -> &crate::twopc::Failpoints {
+        &self.inner.failpoints
+    }
+
+    pub fn gids(&self) -> &crate::twopc::GidSource {
+        &self.inner.gids
+    }
+
+    /// The catalog, connecting it on first use when routing did not need it at start.
+    pub async fn catalog_for_twopc(&self) -> Result<Catalog, crate::protocol::PgError> {
+        if let Some(c) = self.inner.catalog.get() {
+            return Ok(c.clone());
+        }
+        let _guard = self.inner.catalog_init.lock().await;
+        if let Some(c) = self.inner.catalog.get() {
+            return Ok(c.clone());
+        }
+        let cfg = self.config();
+        let target = match &cfg.catalog {
+            CatalogRef::Shard(i) => cfg.shards[*i].target.clone(),
+            CatalogRef::Url(t) => t.clone(),
+        };
+        let fail = |e: crate::catalog::CatalogError| {
+            crate::protocol::PgError::error(
+                crate::protocol::sqlstate::CONNECTION_FAILURE,
+                format!("two-phase commit needs the catalog, which is unavailable: {e}"),
+            )
+        };
+        let catalog = Catalog::connect(&target, cfg.pool.connect_timeout)
+            .await
+            .map_err(fail)?;
+        catalog.ensure_schema().await.map_err(fail)?;
+        let _ = self.inner.catalog.set(catalog.clone());
+        Ok(catalog)
     }
 
     /// Connect the catalog when the config needs it: load (or seed) every hash scheme's live
@@ -224,6 +267,10 @@ impl Proxy {
             source,
         })?;
         let accept = tokio::spawn(listener::accept_loop(self.clone(), listener));
+        let cfg = self.config();
+        if cfg.twopc.enabled && cfg.shards.len() > 1 {
+            tokio::spawn(recovery_loop(self.clone()));
+        }
         tracing::info!(%addr, "shardgate listening");
         Ok(RunningProxy {
             addr,
@@ -274,5 +321,30 @@ impl RunningProxy {
             p.drain_idle();
         }
         self.proxy.client_count()
+    }
+}
+
+/// Settle in-doubt two-phase transactions at start and then periodically, until shutdown.
+async fn recovery_loop(proxy: Proxy) {
+    let mut shutdown = proxy.shutdown_signal();
+    let cfg = proxy.config();
+    let every = (cfg.twopc.orphan_timeout / 2).max(Duration::from_secs(5));
+    loop {
+        match proxy.catalog_for_twopc().await {
+            Ok(catalog) => match crate::twopc::recovery::recover(&cfg, &catalog).await {
+                Ok(r) if r.committed + r.rolled_back > 0 => tracing::info!(
+                    committed = r.committed,
+                    rolled_back = r.rolled_back,
+                    "recovered in-doubt transactions"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "two-phase commit recovery failed"),
+            },
+            Err(e) => tracing::debug!(error = %e, "recovery waits for the catalog"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }

@@ -30,7 +30,7 @@ pub fn error(buf: &mut BytesMut, err: &PgError) {
     let mut fields = vec![
         (b'S', err.severity.to_owned()),
         (b'V', err.severity.to_owned()),
-        (b'C', err.code.to_owned()),
+        (b'C', err.code.to_string()),
         (b'M', clean(&err.message)),
     ];
     if let Some(d) = &err.detail {

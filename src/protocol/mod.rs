@@ -22,24 +22,30 @@ pub use frame::{Frame, FrameError};
 pub struct PgError {
     /// `ERROR` or `FATAL`.
     pub severity: &'static str,
-    pub code: &'static str,
+    pub code: std::borrow::Cow<'static, str>,
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
 }
 
 impl PgError {
-    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn error(
+        code: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         PgError {
             severity: "ERROR",
-            code,
+            code: code.into(),
             message: message.into(),
             detail: None,
             hint: None,
         }
     }
 
-    pub fn fatal(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn fatal(
+        code: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         PgError {
             severity: "FATAL",
             ..Self::error(code, message)

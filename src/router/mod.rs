@@ -16,6 +16,7 @@ pub mod key;
 pub mod keys;
 pub mod place;
 pub mod scope;
+pub mod split;
 
 #[cfg(test)]
 mod tests;

@@ -92,6 +92,8 @@ pub struct Route {
     /// Any one shard answers alike (no table, or a reference-table read): the session may
     /// send it to the shard its transaction already uses instead of `shards`.
     pub flexible: bool,
+    /// For a multi-row INSERT: the shard of each VALUES row, in order.
+    pub row_shards: Option<Vec<ShardId>>,
     pub reason: String,
 }
 
@@ -239,6 +241,7 @@ impl<D: DirectoryLookup> Placer<'_, D> {
             transactional: true,
             merge,
             flexible: false,
+            row_shards: None,
             reason,
         })
     }
@@ -288,6 +291,7 @@ impl<D: DirectoryLookup> Placer<'_, D> {
                 transactional: false,
                 merge: None,
                 flexible: false,
+                row_shards: None,
                 reason: "maintenance command: every shard".into(),
             }),
             Plan::Control(k) => Decision::Control(*k),
@@ -459,6 +463,7 @@ impl<D: DirectoryLookup> Placer<'_, D> {
                 format!("{table}: NULL key matches no row"),
             );
         }
+        let per_row = (write && values.len() > 1).then(|| shards.clone());
         shards.sort_unstable();
         shards.dedup();
         if must_be_single && shards.len() > 1 {
@@ -474,7 +479,13 @@ impl<D: DirectoryLookup> Placer<'_, D> {
         if values.len() > reasons.len() {
             reasons.push(format!("... {} keys in all", values.len()));
         }
-        self.route_for(shards, class, write, merge, reasons.join("; "))
+        match self.route_for(shards, class, write, merge, reasons.join("; ")) {
+            Decision::Route(r) => Decision::Route(Route {
+                row_shards: per_row,
+                ..r
+            }),
+            other => other,
+        }
     }
 
     fn unknown(

@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod proxy;
+pub mod trap;
 
 #[allow(unused_imports)]
 pub use cluster::{bin_path, cluster, db_name, fresh_db, private_cluster};

@@ -83,7 +83,7 @@ impl Session {
     /// Handle one frame. `Err` is a protocol violation: the caller reports it and closes.
     async fn on_client_frame(&mut self, f: Frame) -> Result<Flow, PgError> {
         let msg = decode::client(f.tag, f.body()).map_err(violation)?;
-        tracing::trace!(pid = self.cancel.pid, tag = %(f.tag as char), batch = self.batch.len(), txn = ?self.txn_shard, status = %(self.status as char), "client frame");
+        tracing::trace!(pid = self.cancel.pid, tag = %(f.tag as char), batch = self.batch.len(), txn = ?self.participants, status = %(self.status as char), "client frame");
         if self.skip_until_sync {
             if let ClientMessage::Sync = msg {
                 if !self.settle().await {
@@ -102,6 +102,7 @@ impl Session {
                     return Ok(Flow::Close);
                 }
                 self.note_effects(sql, true);
+                self.simple_cycle = true;
                 let text: Arc<str> = String::from_utf8_lossy(sql).into();
                 let items: Vec<Item> = split_statements(text.as_bytes())
                     .into_iter()
@@ -119,7 +120,9 @@ impl Session {
                 }
                 drop(items);
                 self.sent_cycles += 1;
-                self.dispatch_query(target, &f).await;
+                if !self.dispatch_query(target, &f).await {
+                    return Ok(Flow::Close);
+                }
             }
             ClientMessage::Parse(p) => {
                 self.note_effects(p.sql, false);
@@ -156,7 +159,11 @@ impl Session {
             }
             ClientMessage::FunctionCall | ClientMessage::Other => {
                 // Not decoded by the proxy: the server of the session's current shard judges.
-                let shard = self.txn_shard.unwrap_or(self.cfg.default_shard);
+                let shard = self
+                    .participants
+                    .first()
+                    .copied()
+                    .unwrap_or(self.cfg.default_shard);
                 match self.ensure_backend(shard).await {
                     Ok(()) => {
                         let e = Expect::Query { hidden: false };
@@ -202,8 +209,8 @@ impl Session {
         }
     }
 
-    /// Route and send a simple Query.
-    async fn dispatch_query(&mut self, target: Target, f: &Frame) {
+    /// Route and send a simple Query. Returns false when the session must close.
+    async fn dispatch_query(&mut self, target: Target, f: &Frame) -> bool {
         match target {
             Target::Shard(shard) => match self.begin_on(shard, true).await {
                 Ok(()) => {
@@ -212,19 +219,33 @@ impl Session {
                 }
                 Err(e) => self.refuse_cycle(e, true),
             },
-            Target::FanOut(shards) => {
-                for &s in &shards {
-                    if let Err(e) = self.ensure_backend(s).await {
-                        self.release_unused();
-                        return self.refuse_cycle(e, true);
-                    }
+            Target::Multi {
+                shards,
+                write,
+                transactional,
+            } => {
+                let texts: Vec<(ShardId, Option<String>)> =
+                    shards.iter().map(|&s| (s, None)).collect();
+                if let Err(e) = self.start_multi(&texts, write, transactional).await {
+                    self.refuse_cycle(e, true);
+                    return true;
                 }
                 for &s in &shards {
                     self.send(s, f, Some(Expect::Query { hidden: false }));
                 }
-                self.last_target = None;
-                self.cycle_shards.push_back(None);
-                self.start_fanout(shards);
+            }
+            Target::Split(parts) => {
+                let texts: Vec<(ShardId, Option<String>)> =
+                    parts.into_iter().map(|(s, sql)| (s, Some(sql))).collect();
+                if let Err(e) = self.start_multi(&texts, true, true).await {
+                    self.refuse_cycle(e, true);
+                    return true;
+                }
+                for (s, sql) in &texts {
+                    let (conn, out) = self.conn_and_buf(*s);
+                    build::query(out, sql.as_deref().unwrap_or_default());
+                    conn.expect(Expect::Query { hidden: false });
+                }
             }
             Target::Local(actions) => {
                 self.prepare_local(&actions).await;
@@ -233,8 +254,56 @@ impl Session {
                 }
                 self.finish_cycle_locally();
             }
+            Target::EndMulti { commit } => match self.end_multi(commit).await {
+                Ok(tag) => {
+                    build::command_complete(&mut self.cwbuf, tag);
+                    self.finish_cycle_locally();
+                }
+                Err(Some(e)) => {
+                    build::error(&mut self.cwbuf, &e);
+                    self.finish_cycle_locally();
+                }
+                Err(None) => return false,
+            },
             Target::Refuse(e) => self.refuse_cycle(e, true),
         }
+        true
+    }
+
+    /// Bind every shard of a multi-shard cycle and open the transaction there: the client's
+    /// (joining each new shard), or an implicit one for a write outside a transaction.
+    async fn start_multi(
+        &mut self,
+        shards: &[(ShardId, Option<String>)],
+        write: bool,
+        transactional: bool,
+    ) -> Result<(), PgError> {
+        for &(s, _) in shards {
+            if let Err(e) = self.ensure_backend(s).await {
+                self.release_unused();
+                return Err(e);
+            }
+        }
+        let in_txn = !self.participants.is_empty() || self.deferred_begin.is_some();
+        if in_txn && transactional {
+            for &(s, _) in shards {
+                self.begin_on(s, true).await?;
+            }
+        } else if write && transactional {
+            // Outside a transaction: all parts commit together, with two-phase commit.
+            self.implicit = true;
+            self.begin_text = "BEGIN".into();
+            for &(s, _) in shards {
+                let (conn, out) = self.conn_and_buf(s);
+                build::query(out, "BEGIN");
+                conn.expect(Expect::Query { hidden: true });
+                self.participants.push(s);
+            }
+        }
+        self.last_target = None;
+        self.cycle_shards.push_back(None);
+        self.start_fanout(shards.iter().map(|&(s, _)| s).collect());
+        Ok(())
     }
 
     /// Report an error for a whole cycle the proxy will not send. Inside a transaction the
@@ -242,7 +311,7 @@ impl Session {
     fn refuse_cycle(&mut self, e: PgError, ends_cycle: bool) {
         build::error(&mut self.cwbuf, &e);
         self.cycle_error = true;
-        if self.txn_shard.is_some() || self.deferred_begin.is_some() {
+        if !self.participants.is_empty() || self.deferred_begin.is_some() {
             self.proxy_aborted = true;
             self.status = b'E';
         }
@@ -266,6 +335,7 @@ impl Session {
                 self.proxy_aborted = false;
                 self.status = b'I';
             }
+            LocalAction::Tag(_) => self.status = b'I',
             LocalAction::SetShard(name) => {
                 self.hint_shard = name.as_ref().and_then(|n| self.cfg.shard_id(n));
                 if name.is_some() && self.hint_shard.is_none() {
@@ -292,7 +362,7 @@ impl Session {
         if !actions.iter().any(|a| matches!(a, LocalAction::End { .. })) {
             return;
         }
-        if let Some(t) = self.txn_shard.take() {
+        for t in std::mem::take(&mut self.participants) {
             if let Some(conn) = self.backends[t].as_mut() {
                 if conn.run_hidden("ROLLBACK").await.is_err() || conn.tx_status != b'I' {
                     conn.broken = true;
@@ -314,17 +384,27 @@ impl Session {
     }
 
     /// Make sure a transaction the client opened is open on `shard` too, when the cycle
-    /// `executes` a statement (preparing one does not decide the transaction's shard).
+    /// `executes` a statement (preparing one does not decide where the transaction runs): the
+    /// deferred BEGIN goes to the first shard, and each further shard joins with the same BEGIN.
     async fn begin_on(&mut self, shard: ShardId, executes: bool) -> Result<(), PgError> {
         self.ensure_backend(shard).await?;
         self.last_target = Some(shard);
         if !executes {
             return Ok(());
         }
-        if let Some(begin) = self.deferred_begin.take() {
+        let begin = if let Some(b) = self.deferred_begin.take() {
+            self.begin_text = b.clone();
+            Some(b)
+        } else if !self.participants.is_empty() && !self.participants.contains(&shard) {
+            Some(self.begin_text.clone())
+        } else {
+            None
+        };
+        if let Some(begin) = begin {
             let (conn, out) = self.conn_and_buf(shard);
             build::query(out, &begin);
             conn.expect(Expect::Query { hidden: true });
+            self.participants.push(shard);
         }
         Ok(())
     }
@@ -353,6 +433,7 @@ impl Session {
             // After a Flush, the rest of the batch goes where its first part went.
             Some(t) => t,
             None => {
+                self.simple_cycle = false;
                 let items = self.batch_items(&frames);
                 let mut t = self.target(&items).await;
                 tracing::trace!(pid = self.cancel.pid, outstanding = ?self.outstanding(), "batch routed");
@@ -365,22 +446,50 @@ impl Session {
                 drop(items);
                 match t {
                     Target::Shard(s) => vec![s],
-                    Target::FanOut(shards) => {
-                        for &s in &shards {
-                            if let Err(e) = self.ensure_backend(s).await {
-                                self.release_unused();
-                                self.refuse_cycle(e, false);
-                                self.after_refusal(synced);
-                                return true;
-                            }
+                    Target::Multi {
+                        shards,
+                        write,
+                        transactional,
+                    } => {
+                        let texts: Vec<(ShardId, Option<String>)> =
+                            shards.iter().map(|&s| (s, None)).collect();
+                        if let Err(e) = self.start_multi(&texts, write, transactional).await {
+                            self.refuse_cycle(e, false);
+                            self.after_refusal(synced);
+                            return true;
                         }
-                        self.start_fanout(shards.clone());
                         shards
+                    }
+                    Target::Split(_) => {
+                        // route() only splits simple queries.
+                        self.refuse_cycle(
+                            PgError::error(
+                                sqlstate::FEATURE_NOT_SUPPORTED,
+                                "a split INSERT in the extended protocol",
+                            ),
+                            false,
+                        );
+                        self.after_refusal(synced);
+                        return true;
                     }
                     Target::Local(actions) => {
                         self.prepare_local(&actions).await;
-                        self.answer_batch_locally(&frames, &actions);
+                        self.answer_batch_locally(&frames, &actions, None);
                         return true;
+                    }
+                    Target::EndMulti { commit } => {
+                        return match self.end_multi(commit).await {
+                            Ok(tag) => {
+                                let action = LocalAction::Tag(tag);
+                                self.answer_batch_locally(&frames, &[action], None);
+                                true
+                            }
+                            Err(Some(e)) => {
+                                self.answer_batch_locally(&frames, &[], Some(e));
+                                true
+                            }
+                            Err(None) => false,
+                        };
                     }
                     Target::Refuse(e) => {
                         self.refuse_cycle(e, false);
@@ -407,8 +516,9 @@ impl Session {
         }
         if synced {
             self.sent_cycles += 1;
-            self.cycle_shards
-                .push_back((target.len() == 1).then(|| target[0]));
+            if target.len() == 1 {
+                self.cycle_shards.push_back(Some(target[0]));
+            }
         } else {
             self.batch_target = Some(target);
         }
@@ -464,9 +574,18 @@ impl Session {
 
     /// Answer a batch of proxy-handled statements (BEGIN, COMMIT, SET shardgate.shard ...)
     /// message by message, as a server would.
-    fn answer_batch_locally(&mut self, frames: &[Frame], actions: &[LocalAction]) {
+    fn answer_batch_locally(
+        &mut self,
+        frames: &[Frame],
+        actions: &[LocalAction],
+        error: Option<PgError>,
+    ) {
         let mut next = actions.iter();
+        let mut error = error;
         for f in frames {
+            if error.is_none() && self.skip_until_sync && f.tag != b'S' {
+                continue;
+            }
             match decode::client(f.tag, f.body()) {
                 Ok(ClientMessage::Parse(_)) => build::simple(&mut self.cwbuf, b'1'),
                 Ok(ClientMessage::Bind(_)) => build::simple(&mut self.cwbuf, b'2'),
@@ -478,11 +597,16 @@ impl Session {
                     build::simple(&mut self.cwbuf, b'n');
                 }
                 Ok(ClientMessage::Execute { .. }) => {
-                    if let Some(a) = next.next() {
+                    if let Some(e) = error.take() {
+                        // The rest of the batch is skipped, as after any error.
+                        build::error(&mut self.cwbuf, &e);
+                        self.skip_until_sync = true;
+                    } else if let Some(a) = next.next() {
                         self.local_action(a, true);
                     }
                 }
                 Ok(ClientMessage::Sync) => {
+                    self.skip_until_sync = false;
                     self.sent_cycles += 1;
                     self.finish_cycle_locally();
                 }

@@ -11,6 +11,9 @@
 use crate::config::ShardId;
 use crate::protocol::{build, decode};
 
+#[allow(unused_imports)]
+use bytes::BytesMut;
+
 #[derive(Debug)]
 pub(super) struct FanOut {
     pub shards: Vec<ShardId>,
@@ -21,6 +24,17 @@ pub(super) struct FanOut {
     count: u64,
     counted: bool,
     failed: bool,
+    /// The worst transaction status the shards reported: `E` over `T` over `I`.
+    status: u8,
+}
+
+/// How a multi-shard cycle ended, for the session to answer the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FanEnd {
+    /// The combined CommandComplete tag (`None` after an error, or when no shard sent one).
+    pub tag: Option<String>,
+    pub failed: bool,
+    pub status: u8,
 }
 
 /// What to do with one frame of the shard being read.
@@ -29,8 +43,8 @@ pub(super) enum Fate {
     Hide,
     /// Forward this rebuilt frame instead (an error naming its shard).
     Replace(bytes::BytesMut),
-    /// The shard finished; if it was the last, these bytes end the cycle for the client.
-    ShardDone(Option<bytes::BytesMut>),
+    /// The shard finished; if it was the last, how the whole cycle ended.
+    ShardDone(Option<FanEnd>),
 }
 
 /// `SELECT 12` -> ("SELECT", Some(12)); `INSERT 0 3` -> ("INSERT 0", Some(3)); `VACUUM`.
@@ -53,6 +67,7 @@ impl FanOut {
             count: 0,
             counted: false,
             failed: false,
+            status: b'I',
         }
     }
 
@@ -68,23 +83,24 @@ impl FanOut {
     pub fn on_frame(&mut self, tag: u8, body: &[u8], shard_name: &str) -> Fate {
         match tag {
             b'Z' => {
+                let status = body.first().copied().unwrap_or(b'I');
+                if status == b'E' || (status == b'T' && self.status == b'I') {
+                    self.status = status;
+                }
                 self.at += 1;
                 if self.at < self.shards.len() {
                     return Fate::ShardDone(None);
                 }
-                let mut out = bytes::BytesMut::new();
-                if !self.failed {
-                    if let Some(t) = &self.tag {
-                        let tag = if self.counted {
-                            format!("{t} {}", self.count)
-                        } else {
-                            t.clone()
-                        };
-                        build::command_complete(&mut out, &tag);
-                    }
-                }
-                build::ready_for_query(&mut out, b'I');
-                Fate::ShardDone(Some(out))
+                let tag = match (&self.tag, self.failed) {
+                    (Some(t), false) if self.counted => Some(format!("{t} {}", self.count)),
+                    (Some(t), false) => Some(t.clone()),
+                    _ => None,
+                };
+                Fate::ShardDone(Some(FanEnd {
+                    tag,
+                    failed: self.failed,
+                    status: self.status,
+                }))
             }
             b'C' => {
                 let text = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body));
@@ -145,8 +161,8 @@ mod tests {
         let Fate::ShardDone(Some(end)) = f.on_frame(b'Z', b"I", "s1") else {
             panic!("cycle end expected")
         };
-        assert!(end.windows(9).any(|w| w == b"SELECT 3\0"));
-        assert_eq!(end[end.len() - 6], b'Z');
+        assert_eq!(end.tag.as_deref(), Some("SELECT 3"));
+        assert_eq!((end.failed, end.status), (false, b'I'));
     }
 
     #[test]
@@ -164,9 +180,10 @@ mod tests {
         ));
         assert!(matches!(f.on_frame(b'D', b"", "s1"), Fate::Hide));
         assert!(matches!(f.on_frame(b'E', b"", "s1"), Fate::Hide));
-        let Fate::ShardDone(Some(end)) = f.on_frame(b'Z', b"I", "s1") else {
+        let Fate::ShardDone(Some(end)) = f.on_frame(b'Z', b"E", "s1") else {
             panic!("cycle end expected")
         };
-        assert_eq!(end[0], b'Z', "no CommandComplete after an error");
+        assert_eq!(end.tag, None, "no CommandComplete after an error");
+        assert_eq!((end.failed, end.status), (true, b'E'));
     }
 }

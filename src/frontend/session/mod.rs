@@ -103,10 +103,16 @@ pub(super) struct Session {
     batch_target: Option<Vec<ShardId>>,
     /// The shard of the last cycle sent (COPY data follows it).
     last_target: Option<ShardId>,
-    /// The shard holding the client's open transaction, as its server reports.
-    txn_shard: Option<ShardId>,
+    /// The shards taking part in the client's open transaction, in joining order.
+    participants: Vec<ShardId>,
     /// A BEGIN answered by the proxy, sent ahead of the first statement that picks a shard.
     deferred_begin: Option<String>,
+    /// The BEGIN text of the open transaction, replayed on each shard that joins it.
+    begin_text: String,
+    /// The cycle being routed is a simple Query (its text can be rewritten per shard).
+    simple_cycle: bool,
+    /// A multi-shard write outside a transaction is running as an implicit transaction.
+    implicit: bool,
     /// The proxy refused a statement inside the transaction: it is failed, as Postgres does.
     proxy_aborted: bool,
     /// `SET shardgate.shard`: every statement goes to this shard.
@@ -228,8 +234,11 @@ impl Session {
             batch: Vec::new(),
             batch_target: None,
             last_target: None,
-            txn_shard: None,
+            participants: Vec::new(),
             deferred_begin: None,
+            begin_text: String::from("BEGIN"),
+            simple_cycle: false,
+            implicit: false,
             proxy_aborted: false,
             hint_shard: None,
             utf8_client: params
@@ -379,15 +388,84 @@ impl Session {
     /// a cycle was refused half-way through binding its shards).
     fn release_unused(&mut self) {
         for shard in 0..self.backends.len() {
-            if Some(shard) != self.txn_shard {
+            if !self.participants.contains(&shard) {
                 self.maybe_release(shard);
             }
         }
     }
 
-    /// Start concatenating a read from `shards`.
+    /// Start combining a cycle's answers from `shards`.
     fn start_fanout(&mut self, shards: Vec<ShardId>) {
         self.fan = Some(fanout::FanOut::new(shards));
+    }
+
+    /// The connections of `shards`, with their names, for the coordinator.
+    fn participant_conns(
+        &mut self,
+        shards: &[ShardId],
+    ) -> Vec<(&str, &mut crate::backend::ServerConn)> {
+        let names: Vec<&str> = self.cfg.shards.iter().map(|s| s.name.as_str()).collect();
+        self.backends
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| shards.contains(i))
+            .filter_map(|(i, c)| c.as_mut().map(|c| (names[i], &mut **c)))
+            .collect()
+    }
+
+    /// End a transaction with several participants: two-phase commit, or rollback on all.
+    /// Returns the command tag, or the error to report. A failpoint "crash" closes the
+    /// session without cleanup (`Err(None)`), as a killed process would.
+    async fn end_multi(&mut self, commit: bool) -> Result<&'static str, Option<PgError>> {
+        let shards = std::mem::take(&mut self.participants);
+        let failed = self.proxy_aborted
+            || shards.iter().any(|&s| {
+                self.backends[s]
+                    .as_ref()
+                    .is_none_or(|c| c.tx_status != b'T')
+            });
+        self.proxy_aborted = false;
+        self.deferred_begin = None;
+        self.status = b'I';
+        let result = if !commit || failed {
+            for (_, conn) in self.participant_conns(&shards) {
+                if conn.run_hidden("ROLLBACK").await.is_err() || conn.tx_status != b'I' {
+                    conn.broken = true;
+                }
+            }
+            Ok("ROLLBACK")
+        } else {
+            match self.proxy.catalog_for_twopc().await {
+                Err(e) => {
+                    for (_, conn) in self.participant_conns(&shards) {
+                        if conn.run_hidden("ROLLBACK").await.is_err() {
+                            conn.broken = true;
+                        }
+                    }
+                    Err(Some(e))
+                }
+                Ok(catalog) => {
+                    let gid = self.proxy.gids().next();
+                    let failpoints = self.proxy.failpoints().clone();
+                    let mut parts = self.participant_conns(&shards);
+                    match crate::twopc::commit(&mut parts, &catalog, &gid, &failpoints).await {
+                        Ok(()) => Ok("COMMIT"),
+                        Err(crate::twopc::CommitError::Aborted(e))
+                        | Err(crate::twopc::CommitError::Unknown(e)) => Err(Some(e)),
+                        Err(crate::twopc::CommitError::Crashed) => {
+                            for (_, conn) in parts {
+                                conn.broken = true;
+                            }
+                            Err(None)
+                        }
+                    }
+                }
+            }
+        };
+        for s in shards {
+            self.maybe_release(s);
+        }
+        result
     }
 
     /// Whether `shard` is the last one a frame is emitted for in this cycle.

@@ -63,6 +63,7 @@ impl Session {
         let mut direct = self.cwbuf.is_empty();
         let mut cycles_done = Vec::new();
         let mut fan_over = false;
+        let mut fan_end = None;
         loop {
             let (tag, total) = match frame::peek_tagged(&conn.rbuf[off..], MAX_SERVER_MESSAGE) {
                 Ok(Some((tag, total))) if conn.rbuf.len() - off >= total => (tag, total),
@@ -123,9 +124,8 @@ impl Session {
                         }
                         Fate::ShardDone(end) => {
                             vis = Visibility::Hide;
-                            if let Some(bytes) = end {
-                                replacement = Some(bytes);
-                                cycles_done.push(b'I');
+                            if let Some(end) = end {
+                                fan_end = Some(end);
                                 fan_over = true;
                             }
                         }
@@ -164,11 +164,13 @@ impl Session {
             self.cwbuf.clear();
             r
         };
-        if fan_over {
-            if let Some(fan) = self.fan.take() {
-                for s in fan.shards {
-                    self.maybe_release(s);
-                }
+        if let Some(end) = fan_end {
+            let shards = self.fan.take().map(|f| f.shards).unwrap_or_default();
+            if !self.finish_multi(end).await {
+                return Flow::Close;
+            }
+            for s in shards {
+                self.maybe_release(s);
             }
         }
         for status in cycles_done {
@@ -218,12 +220,30 @@ impl Session {
     /// the session-state effects of its statements.
     pub(super) fn end_cycle(&mut self, status: u8, local: bool) {
         if !local {
-            // Which shard this cycle ran on tells where an open transaction lives.
-            let shard = self.cycle_shards.pop_front().flatten();
-            self.txn_shard = match status {
-                b'T' | b'E' => shard.or(self.txn_shard),
-                _ => None,
-            };
+            // Which shard this cycle ran on tells which shards take part in a transaction.
+            if let Some(Some(shard)) = self.cycle_shards.pop_front() {
+                match status {
+                    b'T' | b'E' => {
+                        if !self.participants.contains(&shard) {
+                            self.participants.push(shard);
+                        }
+                    }
+                    _ if self.participants.len() > 1 => {
+                        // One participant ended its part alone (cannot happen through the
+                        // router); closing the others' connections rolls them back.
+                        tracing::warn!(
+                            "a shard left a multi-shard transaction; rolling back the rest"
+                        );
+                        for s in std::mem::take(&mut self.participants) {
+                            if let Some(c) = self.backends[s].as_mut() {
+                                c.broken = true;
+                            }
+                            self.release(s);
+                        }
+                    }
+                    _ => self.participants.clear(),
+                }
+            }
             if status == b'I' {
                 self.proxy_aborted = false;
             }
@@ -303,6 +323,55 @@ impl Session {
                 return false;
             }
         }
+        true
+    }
+}
+
+impl Session {
+    /// Answer the client at the end of a multi-shard cycle. An implicit transaction (a write on
+    /// several shards outside a transaction block) is committed here with two-phase commit, or
+    /// rolled back if any shard failed. Returns false when the session must close.
+    async fn finish_multi(&mut self, end: super::fanout::FanEnd) -> bool {
+        let mut out = bytes::BytesMut::new();
+        let status = if self.implicit {
+            self.implicit = false;
+            if end.failed || end.status == b'E' {
+                let shards = std::mem::take(&mut self.participants);
+                for (_, conn) in self.participant_conns(&shards) {
+                    if conn.run_hidden("ROLLBACK").await.is_err() {
+                        conn.broken = true;
+                    }
+                }
+            } else {
+                match self.end_multi(true).await {
+                    Ok(_) => {
+                        if let Some(t) = &end.tag {
+                            crate::protocol::build::command_complete(&mut out, t);
+                        }
+                    }
+                    Err(Some(e)) => crate::protocol::build::error(&mut out, &e),
+                    Err(None) => return false,
+                }
+            }
+            b'I'
+        } else {
+            if let Some(t) = &end.tag {
+                crate::protocol::build::command_complete(&mut out, t);
+            }
+            if self.participants.is_empty() {
+                b'I'
+            } else if end.failed || end.status == b'E' {
+                b'E'
+            } else {
+                b'T'
+            }
+        };
+        crate::protocol::build::ready_for_query(&mut out, status);
+        if self.client.write_all(&out).await.is_err() {
+            return false;
+        }
+        self.status = status;
+        self.end_cycle(status, false);
         true
     }
 }

@@ -29,10 +29,22 @@ pub(super) struct Item<'a> {
 /// What the cycle turned out to be.
 pub(super) enum Target {
     Shard(ShardId),
-    /// A single read over several shards whose rows are concatenated.
-    FanOut(Vec<ShardId>),
+    /// The same cycle on several shards; reads are concatenated, writes summed. Outside a
+    /// transaction a write runs as an implicit transaction committed with two-phase commit.
+    Multi {
+        shards: Vec<ShardId>,
+        write: bool,
+        /// False for maintenance commands, which cannot run inside a transaction.
+        transactional: bool,
+    },
+    /// One multi-row INSERT split by rows: each shard gets its own statement text.
+    Split(Vec<(ShardId, String)>),
     /// Transaction control or proxy settings the proxy answers itself.
     Local(Vec<LocalAction>),
+    /// COMMIT (`true`) or ROLLBACK of a transaction with several participants.
+    EndMulti {
+        commit: bool,
+    },
     Refuse(PgError),
 }
 
@@ -45,6 +57,8 @@ pub(super) enum LocalAction {
         commit: bool,
     },
     SetShard(Option<String>),
+    /// A statement already carried out (a multi-shard COMMIT): only its tag is left to send.
+    Tag(&'static str),
 }
 
 impl LocalAction {
@@ -55,6 +69,7 @@ impl LocalAction {
             LocalAction::End { .. } => "ROLLBACK",
             LocalAction::SetShard(Some(_)) => "SET",
             LocalAction::SetShard(None) => "RESET",
+            LocalAction::Tag(t) => t,
         }
     }
 }
@@ -157,23 +172,20 @@ impl Session {
 
     /// Route a whole cycle.
     pub(super) async fn target(&mut self, items: &[Item<'_>]) -> Target {
+        let executing: Vec<&Item> = items.iter().filter(|i| i.executes).collect();
+        let no_txn = self.participants.is_empty() && self.deferred_begin.is_none();
         // Statements the proxy answers itself: only when the whole cycle is made of them.
-        let local: Option<Vec<LocalAction>> = items
+        let local: Option<Vec<LocalAction>> = executing
             .iter()
-            .filter(|i| i.executes)
             .map(|i| match i.plan.as_ref() {
-                Plan::Control(Kind::Begin)
-                    if self.txn_shard.is_none() && self.deferred_begin.is_none() =>
-                {
-                    Some(LocalAction::Begin(i.sql.to_string()))
-                }
+                Plan::Control(Kind::Begin) if no_txn => Some(LocalAction::Begin(i.sql.to_string())),
                 Plan::Control(Kind::Commit)
-                    if self.txn_shard.is_none() && self.deferred_begin.is_some() =>
+                    if self.participants.is_empty() && self.deferred_begin.is_some() =>
                 {
                     Some(LocalAction::End { commit: true })
                 }
                 Plan::Control(Kind::Rollback)
-                    if self.txn_shard.is_none() && self.deferred_begin.is_some() =>
+                    if self.participants.is_empty() && self.deferred_begin.is_some() =>
                 {
                     Some(LocalAction::End { commit: false })
                 }
@@ -188,37 +200,65 @@ impl Session {
                 return Target::Local(actions);
             }
         }
+        let ends: Option<bool> = match executing.as_slice() {
+            [one] => match one.plan.as_ref() {
+                Plan::Control(Kind::Commit) => Some(true),
+                Plan::Control(Kind::Rollback) => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
         if self.proxy_aborted {
-            let ends = items.iter().filter(|i| i.executes).all(|i| {
+            return match ends {
+                Some(_) if self.participants.len() > 1 => Target::EndMulti { commit: false },
+                Some(_) => Target::Local(vec![LocalAction::End { commit: false }]),
+                None => Target::Refuse(PgError::error(
+                    "25P02",
+                    "current transaction is aborted, commands ignored until end of transaction block",
+                )),
+            };
+        }
+        if self.participants.len() > 1 {
+            if executing
+                .iter()
+                .any(|i| matches!(i.plan.as_ref(), Plan::Control(Kind::ClientTwoPhase)))
+            {
+                return refuse("PREPARE TRANSACTION in a transaction that spans several shards (shardgate runs two-phase commit itself)");
+            }
+            if let Some(commit) = ends {
+                return Target::EndMulti { commit };
+            }
+            if executing.iter().any(|i| {
                 matches!(
                     i.plan.as_ref(),
                     Plan::Control(Kind::Commit | Kind::Rollback)
                 )
-            });
-            return if ends && items.iter().any(|i| i.executes) {
-                Target::Local(vec![LocalAction::End { commit: false }])
-            } else {
-                Target::Refuse(PgError::error(
-                    "25P02",
-                    "current transaction is aborted, commands ignored until end of transaction block",
-                ))
-            };
+            }) {
+                return refuse(
+                    "COMMIT or ROLLBACK of a transaction on several shards must be sent on its own",
+                );
+            }
+            if executing
+                .iter()
+                .all(|i| matches!(i.plan.as_ref(), Plan::Control(Kind::Savepoint)))
+                && !executing.is_empty()
+            {
+                return Target::Multi {
+                    shards: self.participants.clone(),
+                    write: false,
+                    transactional: true,
+                };
+            }
         }
         if items.iter().any(|i| shardgate_setting(&i.sql).is_some()) {
             return refuse("SET shardgate.shard must be sent on its own");
         }
-        let in_txn = self.txn_shard.is_some() || self.deferred_begin.is_some();
+        let in_txn = !no_txn;
         if let Some(s) = self.hint_shard {
-            return match self.txn_shard {
-                Some(t) if t != s => refuse(format!(
-                    "this transaction runs on shard \"{}\"; shardgate.shard names \"{}\"",
-                    self.cfg.shards[t].name, self.cfg.shards[s].name
-                )),
-                _ => Target::Shard(s),
-            };
+            return self.join_check(s);
         }
         let mut fixed: Vec<ShardId> = Vec::new();
-        let mut fanout: Option<(Vec<ShardId>, &Item<'_>, crate::router::Route)> = None;
+        let mut multi: Option<(Vec<ShardId>, crate::router::Route)> = None;
         let mut data = 0;
         for item in items {
             let d = match self.decide(item).await {
@@ -243,46 +283,89 @@ impl Session {
             if route.shards.len() == 1 {
                 fixed.push(route.shards[0]);
             } else {
-                fanout = Some((route.shards.clone(), item, route));
+                multi = Some((route.shards.clone(), route));
             }
         }
         fixed.sort_unstable();
         fixed.dedup();
-        if let Some((shards, _, route)) = fanout {
+        if let Some((shards, route)) = multi {
             let names = self.names(&shards);
-            if route.write {
-                return refuse(format!(
-                    "a write on several shards ({names}) must commit atomically, and two-phase commit is not available yet: fix the shard key"
-                ));
+            if data > 1 || !fixed.is_empty() {
+                return refuse(
+                    "a request whose statements go to different shards: send them one by one",
+                );
             }
             if let Some(m) = &route.merge {
                 return refuse(format!(
                     "a read on several shards ({names}) needs {m} merged across shards, which is not available yet: fix the shard key or add a hint"
                 ));
             }
-            if data > 1 || !fixed.is_empty() {
-                return refuse("a query whose statements go to different shards");
-            }
-            if in_txn {
+            if route.write && !self.cfg.twopc.enabled {
                 return refuse(format!(
-                    "a read on several shards ({names}) inside a transaction needs two-phase commit, which is not available yet"
+                    "a write on several shards ({names}) needs two-phase commit, which is disabled (twopc.enabled: false)"
                 ));
             }
-            return Target::FanOut(shards);
+            if !route.transactional && in_txn {
+                return refuse(
+                    "a maintenance command on several shards cannot run inside a transaction block",
+                );
+            }
+            if route.write && in_txn && !self.cfg.twopc.enabled {
+                return refuse(
+                    "a transaction over several shards needs two-phase commit, which is disabled",
+                );
+            }
+            if let Some(rows) = &route.row_shards {
+                // A multi-row INSERT: each shard gets its own rows.
+                let [item] = executing.as_slice() else {
+                    return refuse(
+                        "a multi-row INSERT over several shards must be sent on its own",
+                    );
+                };
+                if !self.simple_cycle {
+                    return refuse(format!(
+                        "a multi-row INSERT over several shards ({names}) through the extended protocol (send one row per statement, or use the simple protocol)"
+                    ));
+                }
+                return match crate::router::split::split_insert(&item.sql, rows) {
+                    Ok(parts) => Target::Split(parts),
+                    Err(m) => refuse(m),
+                };
+            }
+            return Target::Multi {
+                shards,
+                write: route.write,
+                transactional: route.transactional,
+            };
         }
-        match (fixed.as_slice(), self.txn_shard) {
-            ([], Some(t)) => Target::Shard(t),
-            ([], None) => Target::Shard(self.cfg.default_shard),
-            ([s], Some(t)) if *s != t => refuse(format!(
-                "this transaction runs on shard \"{}\" and this statement needs shard \"{}\": transactions over several shards need two-phase commit, which is not available yet",
-                self.cfg.shards[t].name, self.cfg.shards[*s].name
-            )),
-            ([s], _) => Target::Shard(*s),
-            (many, _) => refuse(format!(
-                "statements of one request go to different shards ({})",
+        match fixed.as_slice() {
+            [] => Target::Shard(
+                self.participants
+                    .first()
+                    .copied()
+                    .unwrap_or(self.cfg.default_shard),
+            ),
+            [s] => self.join_check(*s),
+            many => refuse(format!(
+                "statements of one request go to different shards ({}): send them one by one",
                 self.names(many)
             )),
         }
+    }
+
+    /// A single-shard cycle on `s`: inside a transaction that does not include `s` yet, `s`
+    /// joins it, which needs two-phase commit to be enabled.
+    fn join_check(&self, s: ShardId) -> Target {
+        if !self.participants.is_empty()
+            && !self.participants.contains(&s)
+            && !self.cfg.twopc.enabled
+        {
+            return refuse(format!(
+                "this transaction runs on shard \"{}\" and this statement needs shard \"{}\": transactions over several shards need two-phase commit, which is disabled (twopc.enabled: false)",
+                self.cfg.shards[self.participants[0]].name, self.cfg.shards[s].name
+            ));
+        }
+        Target::Shard(s)
     }
 
     /// Whether text keys can be trusted: the router hashes UTF-8, so a client sending another

@@ -1,0 +1,373 @@
+//! Two-phase commit against real shards: writes and transactions over several shards commit
+//! atomically; failures before the decision roll back everywhere; a coordinator stopped at
+//! each crash point (failpoints) is finished by recovery exactly as the decision says; and
+//! nothing stays prepared afterwards.
+
+mod common;
+
+use std::time::Duration;
+
+use common::proxy::code;
+use common::trap::{count, owner, setup_with};
+use shardgate::config::Config;
+use shardgate::twopc::{points, recovery};
+
+/// Keys owned by shards 0, 1 and 2.
+fn keys() -> [i64; 3] {
+    let k = |s| (1..1000).find(|&k| owner(k) == s).unwrap();
+    [k(0), k(1), k(2)]
+}
+
+async fn prepared(d: &tokio_postgres::Client) -> i64 {
+    count(
+        d,
+        "select count(*) from pg_prepared_xacts where database = current_database()",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn writes_over_several_shards_commit_everywhere() {
+    let (p, direct) = setup_with("twopc_implicit", "").await;
+    let c = p.connect().await;
+    // A multi-row INSERT split by shard, in one atomic statement.
+    c.batch_execute("insert into users (id, name) values (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e'), (6, 'f')")
+        .await
+        .unwrap();
+    let total: i64 = {
+        let mut t = 0;
+        for d in &direct {
+            t += count(d, "select count(*) from users").await;
+        }
+        t
+    };
+    assert_eq!(total, 6);
+    // Keyless UPDATE and DELETE everywhere, with the summed tag.
+    let msgs = c
+        .simple_query("update users set name = upper(name)")
+        .await
+        .unwrap();
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(6))));
+    assert_eq!(
+        c.execute("delete from users where name = 'A'", &[])
+            .await
+            .unwrap(),
+        1
+    );
+    // Reference table writes reach every shard.
+    c.batch_execute("insert into countries (code, name) values ('jp', 'Japan')")
+        .await
+        .unwrap();
+    for d in &direct {
+        assert_eq!(
+            count(d, "select count(*) from countries where code = 'jp'").await,
+            1
+        );
+    }
+    // DDL on a configured table runs on every shard, atomically.
+    c.batch_execute("alter table users add column note text")
+        .await
+        .unwrap();
+    for d in &direct {
+        assert_eq!(count(d, "select count(*) from information_schema.columns where table_name = 'users' and column_name = 'note'").await, 1);
+    }
+    // A statement that fails on one shard changes nothing anywhere.
+    let [_, _, k2] = keys();
+    c.execute("insert into users (id, name) values ($1, 'Z')", &[&k2])
+        .await
+        .unwrap();
+    direct[2]
+        .batch_execute("alter table users add constraint short_names check (length(name) < 2)")
+        .await
+        .unwrap();
+    let e = c
+        .simple_query("update users set name = name || 'xx'")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "23514", "{e}");
+    let longer = {
+        let mut n = 0;
+        for d in &direct {
+            n += count(d, "select count(*) from users where length(name) > 1").await;
+        }
+        n
+    };
+    assert_eq!(longer, 0, "the failed statement left no trace on any shard");
+    for d in &direct {
+        assert_eq!(prepared(d).await, 0);
+    }
+}
+
+#[tokio::test]
+async fn transactions_over_several_shards() {
+    let (p, direct) = setup_with("twopc_explicit", "").await;
+    let c = p.connect().await;
+    let [k0, k1, k2] = keys();
+    // Commit: every shard sees its row.
+    c.batch_execute("begin").await.unwrap();
+    for k in [k0, k1, k2] {
+        c.execute("insert into users (id, name) values ($1, 'x')", &[&k])
+            .await
+            .unwrap();
+    }
+    // Reads inside the transaction see its own writes, on every shard.
+    assert_eq!(c.query("select id from users", &[]).await.unwrap().len(), 3);
+    c.batch_execute("commit").await.unwrap();
+    for d in &direct {
+        assert_eq!(count(d, "select count(*) from users").await, 1);
+        assert_eq!(prepared(d).await, 0);
+    }
+    // Rollback: no shard keeps anything.
+    c.batch_execute("begin").await.unwrap();
+    c.execute("update users set name = 'y' where id = $1", &[&k0])
+        .await
+        .unwrap();
+    c.execute("update users set name = 'y' where id = $1", &[&k2])
+        .await
+        .unwrap();
+    c.batch_execute("rollback").await.unwrap();
+    assert_eq!(
+        count(&direct[0], "select count(*) from users where name = 'y'").await,
+        0
+    );
+    assert_eq!(
+        count(&direct[2], "select count(*) from users where name = 'y'").await,
+        0
+    );
+    // Savepoints go to every participant.
+    c.batch_execute("begin").await.unwrap();
+    c.execute("update users set name = 'a' where id = $1", &[&k0])
+        .await
+        .unwrap();
+    c.execute("update users set name = 'a' where id = $1", &[&k1])
+        .await
+        .unwrap();
+    c.batch_execute("savepoint s1").await.unwrap();
+    c.execute("update users set name = 'b' where id = $1", &[&k0])
+        .await
+        .unwrap();
+    c.execute("update users set name = 'b' where id = $1", &[&k1])
+        .await
+        .unwrap();
+    c.batch_execute("rollback to savepoint s1").await.unwrap();
+    c.batch_execute("commit").await.unwrap();
+    assert_eq!(
+        count(&direct[0], "select count(*) from users where name = 'a'").await,
+        1
+    );
+    assert_eq!(
+        count(&direct[1], "select count(*) from users where name = 'a'").await,
+        1
+    );
+    // An error inside a multi-shard transaction fails it; COMMIT then rolls back everywhere.
+    c.batch_execute("begin").await.unwrap();
+    c.execute("update users set name = 'c' where id = $1", &[&k0])
+        .await
+        .unwrap();
+    let e = c
+        .execute("update users set name = 1/0 where id = $1", &[&k1])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "22012");
+    let msgs = c.simple_query("commit").await.unwrap();
+    assert!(!msgs.is_empty());
+    assert_eq!(
+        count(&direct[0], "select count(*) from users where name = 'c'").await,
+        0
+    );
+    // The extended protocol COMMIT path (tokio-postgres transactions).
+    let mut c2 = p.connect().await;
+    let t = c2.transaction().await.unwrap();
+    t.execute("update users set name = 'd' where id = $1", &[&k1])
+        .await
+        .unwrap();
+    t.execute("update users set name = 'd' where id = $1", &[&k2])
+        .await
+        .unwrap();
+    t.commit().await.unwrap();
+    assert_eq!(
+        count(&direct[1], "select count(*) from users where name = 'd'").await,
+        1
+    );
+    assert_eq!(
+        count(&direct[2], "select count(*) from users where name = 'd'").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_failed_prepare_rolls_back_every_shard() {
+    let (p, direct) = setup_with("twopc_prepare_fails", "").await;
+    let c = p.connect().await;
+    let [k0, k1, _] = keys();
+    // A deferred constraint is only checked at commit, i.e. at PREPARE TRANSACTION.
+    direct[1]
+        .batch_execute("create table guard (v int unique deferrable initially deferred); insert into guard values (1)")
+        .await
+        .unwrap();
+    c.batch_execute("begin").await.unwrap();
+    c.execute("insert into users (id, name) values ($1, 'p')", &[&k0])
+        .await
+        .unwrap();
+    c.execute("insert into users (id, name) values ($1, 'p')", &[&k1])
+        .await
+        .unwrap();
+    c.batch_execute(&format!(
+        "/* shardgate: key={k1} table=users */ insert into guard values (1)"
+    ))
+    .await
+    .unwrap();
+    let e = c.batch_execute("commit").await.unwrap_err();
+    assert_eq!(code(&e), "23505", "{e}");
+    assert!(e.as_db_error().unwrap().message().contains("s1"), "{e:?}");
+    for d in &direct {
+        assert_eq!(count(d, "select count(*) from users").await, 0);
+        assert_eq!(prepared(d).await, 0);
+    }
+    // The session goes on.
+    c.execute("insert into users (id, name) values ($1, 'q')", &[&k0])
+        .await
+        .unwrap();
+}
+
+/// Stop the coordinator at `point`, then recover; returns how many of the three rows exist.
+async fn crash_and_recover(point: &str) -> (i64, i64) {
+    let (p, direct) = setup_with(
+        &format!("twopc_{}", point.rsplit('.').next().unwrap()),
+        "twopc: { enabled: true, orphan_timeout: 1s }\n",
+    )
+    .await;
+    let proxy = p.running.as_ref().unwrap().proxy().clone();
+    let c = p.connect().await;
+    let [k0, k1, k2] = keys();
+    c.batch_execute("begin").await.unwrap();
+    for k in [k0, k1, k2] {
+        c.execute("insert into users (id, name) values ($1, 'crash')", &[&k])
+            .await
+            .unwrap();
+    }
+    proxy.failpoints().arm(point);
+    // The "crashed" coordinator drops the client without an answer.
+    assert!(c.batch_execute("commit").await.is_err());
+    let cfg: std::sync::Arc<Config> = proxy.config();
+    let catalog = proxy.catalog_for_twopc().await.unwrap();
+    // Undecided transactions wait out the orphan timeout; decided ones are finished at once.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = recovery::list(&cfg, &catalog).await.unwrap().0.len() as i64;
+    let report = recovery::recover(&cfg, &catalog).await.unwrap();
+    assert!(report.unreachable.is_empty());
+    let mut rows = 0;
+    for d in &direct {
+        rows += count(d, "select count(*) from users where name = 'crash'").await;
+        assert_eq!(
+            prepared(d).await,
+            0,
+            "nothing stays prepared after recovery ({point})"
+        );
+    }
+    // Recovery is idempotent.
+    let again = recovery::recover(&cfg, &catalog).await.unwrap();
+    assert_eq!((again.committed, again.rolled_back), (0, 0));
+    (rows, before)
+}
+
+#[tokio::test]
+async fn crash_after_first_prepare_is_rolled_back() {
+    let (rows, in_doubt) = crash_and_recover(points::AFTER_FIRST_PREPARE).await;
+    assert_eq!((rows, in_doubt), (0, 1));
+}
+
+#[tokio::test]
+async fn crash_after_prepare_is_rolled_back() {
+    let (rows, in_doubt) = crash_and_recover(points::AFTER_PREPARE).await;
+    assert_eq!((rows, in_doubt), (0, 3));
+}
+
+#[tokio::test]
+async fn crash_after_decision_is_committed() {
+    let (rows, in_doubt) = crash_and_recover(points::AFTER_DECISION).await;
+    assert_eq!((rows, in_doubt), (3, 3));
+}
+
+#[tokio::test]
+async fn crash_after_first_commit_is_committed() {
+    let (rows, in_doubt) = crash_and_recover(points::AFTER_FIRST_COMMIT).await;
+    assert_eq!((rows, in_doubt), (3, 2));
+}
+
+#[tokio::test]
+async fn twopc_cli_lists_and_recovers() {
+    let (p, direct) = setup_with(
+        "twopc_cli",
+        "twopc: { enabled: true, orphan_timeout: 1s }\n",
+    )
+    .await;
+    let proxy = p.running.as_ref().unwrap().proxy().clone();
+    let c = p.connect().await;
+    let [k0, k1, _] = keys();
+    c.batch_execute("begin").await.unwrap();
+    c.execute("insert into users (id, name) values ($1, 'cli')", &[&k0])
+        .await
+        .unwrap();
+    c.execute("insert into users (id, name) values ($1, 'cli')", &[&k1])
+        .await
+        .unwrap();
+    proxy.failpoints().arm(points::AFTER_DECISION);
+    assert!(c.batch_execute("commit").await.is_err());
+    let yaml = common::proxy::config_yaml(
+        &p.db,
+        &common::proxy::ProxyOpts {
+            shards: 3,
+            extra: format!(
+                "{}twopc: {{ enabled: true, orphan_timeout: 1s }}\n",
+                common::trap::SCHEMES
+            ),
+            ..Default::default()
+        },
+    );
+    let file = std::env::temp_dir().join(format!("sg-twopc-{}.yaml", std::process::id()));
+    std::fs::write(&file, yaml).unwrap();
+    let run = {
+        let file = file.clone();
+        move |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+                .args(args)
+                .arg("-c")
+                .arg(&file)
+                .output()
+                .unwrap()
+        }
+    };
+    let list = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(&["twopc", "list"])
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(list.status.success(), "{text}");
+    assert!(
+        text.contains("(2 in-doubt)") && text.contains("commit"),
+        "{text}"
+    );
+    let rec = tokio::task::spawn_blocking(move || run(&["twopc", "recover"]))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&rec.stdout).to_string();
+    assert!(rec.status.success(), "{text}");
+    assert!(text.contains("committed 2"), "{text}");
+    for d in &direct {
+        assert_eq!(prepared(d).await, 0);
+    }
+    assert_eq!(
+        count(&direct[0], "select count(*) from users where name = 'cli'").await,
+        1
+    );
+    assert_eq!(
+        count(&direct[1], "select count(*) from users where name = 'cli'").await,
+        1
+    );
+    let _ = std::fs::remove_file(&file);
+}
