@@ -204,6 +204,8 @@ impl ServerConn {
         let mut out = BytesMut::new();
         build::query(&mut out, sql);
         self.stream.write_all(&out).await?;
+        // A simple query drops the unnamed prepared statement.
+        self.unnamed = None;
         let mut first_error = None;
         loop {
             let f = loop {
@@ -249,7 +251,11 @@ impl ServerConn {
 
     /// Whether this connection can go back to the pool as it is.
     pub fn is_clean(&self) -> bool {
-        !self.broken && self.tx_status == b'I' && self.tracker.is_idle() && self.rbuf.is_empty()
+        !self.broken
+            && self.tx_status == b'I'
+            && self.tracker.is_idle()
+            && !self.tracker.in_batch()
+            && self.rbuf.is_empty()
     }
 
     /// A cheap check, without a round trip, that an idle connection is still open: the server
@@ -268,7 +274,11 @@ impl ServerConn {
         // Only a connection that has answered everything can be reset with a ROLLBACK;
         // anything mid-request (COPY, an unfinished pipeline) is closed instead, which makes
         // the server roll back on its own.
-        if self.broken || !self.tracker.is_idle() || !self.rbuf.is_empty() {
+        if self.broken
+            || !self.tracker.is_idle()
+            || self.tracker.in_batch()
+            || !self.rbuf.is_empty()
+        {
             self.broken = true;
             return;
         }

@@ -34,6 +34,9 @@ pub enum Effect {
     },
     ResetAll,
     DiscardAll,
+    /// DEALLOCATE ALL: drops every prepared statement of the connection that runs it.
+    DeallocateAll,
+    /// State that only this server connection holds; the reason is for logs and docs.
     /// State that only this server connection holds; the reason is for logs and docs.
     Pin(&'static str),
 }
@@ -82,7 +85,7 @@ impl ClientSettings {
             }
             Effect::Reset { name } => self.sets.retain(|(n, _)| n != name),
             Effect::ResetAll | Effect::DiscardAll => self.sets.clear(),
-            Effect::None | Effect::Pin(_) => return,
+            Effect::None | Effect::Pin(_) | Effect::DeallocateAll => return,
         }
         self.rekey();
     }
@@ -263,6 +266,17 @@ pub fn classify(stmt: &[u8]) -> Effect {
             Some("all") => Effect::DiscardAll,
             Some("temp") | Some("temporary") | Some("plans") | Some("sequences") => Effect::None,
             _ => Effect::None,
+        };
+    }
+    if kw(b"deallocate") {
+        let w = words(stmt, 3);
+        let all = w.get(1).map(String::as_str) == Some("all")
+            || (w.get(1).map(String::as_str) == Some("prepare")
+                && w.get(2).map(String::as_str) == Some("all"));
+        return if all {
+            Effect::DeallocateAll
+        } else {
+            Effect::None
         };
     }
     if kw(b"prepare") {

@@ -14,16 +14,21 @@ use std::collections::VecDeque;
 pub enum Expect {
     /// Parse: ParseComplete. A `hidden` one was injected by the proxy; its success is not
     /// shown, but its error is (it is why the client's next message fails).
-    /// `stmt` is the statement's content hash, so a failed Parse can be forgotten.
-    Parse { hidden: bool, stmt: u64 },
+    /// `stmt` is the statement's content hash, so a failed Parse can be forgotten; `named`
+    /// says whether it creates the server-side `sg_<hash>` (else it fills the unnamed slot).
+    Parse {
+        hidden: bool,
+        stmt: u64,
+        named: bool,
+    },
     /// Bind: BindComplete.
     Bind,
     /// Describe: (ParameterDescription) then RowDescription or NoData.
     Describe,
     /// Execute: rows, then CommandComplete, EmptyQueryResponse or PortalSuspended.
     Execute,
-    /// Close: CloseComplete.
-    Close,
+    /// Close: CloseComplete (a `hidden` one was injected by the proxy).
+    Close { hidden: bool },
     /// Sync: ReadyForQuery.
     Sync,
     /// A simple Query or a FunctionCall: everything up to ReadyForQuery. A `hidden` one is the
@@ -41,11 +46,37 @@ pub enum Visibility {
 #[derive(Debug, Default, Clone)]
 pub struct Tracker {
     queue: VecDeque<Expect>,
+    /// Extended-protocol messages were sent since the last Sync: the server is inside an
+    /// implicit transaction even when every answer has arrived.
+    open_batch: bool,
+    /// Requests the server skipped after an error (their effects never happened).
+    skipped: Vec<Expect>,
+    /// Syncs the server ignored (sent during COPY IN), not yet accounted by the session.
+    dropped_syncs: usize,
 }
 
 impl Tracker {
     pub fn push(&mut self, e: Expect) {
+        match e {
+            Expect::Sync | Expect::Query { .. } => self.open_batch = false,
+            _ => self.open_batch = true,
+        }
         self.queue.push_back(e);
+    }
+
+    /// Note a Flush sent outside the queue: it keeps an open batch open.
+    pub fn in_batch(&self) -> bool {
+        self.open_batch
+    }
+
+    /// Requests skipped after an error since the last call.
+    pub fn take_skipped(&mut self) -> Vec<Expect> {
+        std::mem::take(&mut self.skipped)
+    }
+
+    /// Syncs the server ignored since the last call.
+    pub fn take_dropped_syncs(&mut self) -> usize {
+        std::mem::take(&mut self.dropped_syncs)
     }
 
     /// The oldest unanswered request.
@@ -60,6 +91,7 @@ impl Tracker {
 
     pub fn clear(&mut self) {
         self.queue.clear();
+        self.open_batch = false;
     }
 
     /// Account for one server message with tag `tag`.
@@ -81,12 +113,16 @@ impl Tracker {
                 if !matches!(head, Some(Expect::Query { .. })) && head.is_some() {
                     // Extended protocol: the failed request is done, and the server skips
                     // every message up to the next Sync, which will answer normally.
-                    self.queue.pop_front();
+                    if let Some(failed) = self.queue.pop_front() {
+                        self.skipped.push(failed);
+                    }
                     while let Some(e) = self.queue.front() {
                         if *e == Expect::Sync || matches!(e, Expect::Query { .. }) {
                             break;
                         }
-                        self.queue.pop_front();
+                        if let Some(e) = self.queue.pop_front() {
+                            self.skipped.push(e);
+                        }
                     }
                 }
                 Visibility::Forward
@@ -106,8 +142,27 @@ impl Tracker {
                 }
                 Visibility::Forward
             }
+            b'G' => {
+                // COPY FROM STDIN started by an Execute: a Sync sent before the copy data is
+                // ignored by the server, so it will not be answered.
+                if head == Some(Expect::Execute) {
+                    if let Some(i) = self.queue.iter().position(|e| *e == Expect::Sync) {
+                        self.queue.remove(i);
+                        self.dropped_syncs += 1;
+                    }
+                }
+                Visibility::Forward
+            }
             b'2' => self.pop_if(head, Expect::Bind),
-            b'3' => self.pop_if(head, Expect::Close),
+            b'3' => {
+                if let Some(Expect::Close { hidden }) = head {
+                    self.queue.pop_front();
+                    if hidden {
+                        return Visibility::Hide;
+                    }
+                }
+                Visibility::Forward
+            }
             b'T' | b'n' => self.pop_if(head, Expect::Describe),
             b'C' | b'I' | b's' => self.pop_if(head, Expect::Execute),
             _ => Visibility::Forward,
@@ -149,6 +204,7 @@ mod tests {
                     Parse {
                         hidden: true,
                         stmt: 1,
+                        named: true,
                     },
                     Bind,
                     Execute,
@@ -164,6 +220,7 @@ mod tests {
                     Parse {
                         hidden: true,
                         stmt: 1,
+                        named: true,
                     },
                     Bind,
                     Execute,
@@ -179,6 +236,7 @@ mod tests {
                     Parse {
                         hidden: false,
                         stmt: 1,
+                        named: true,
                     },
                     Describe,
                     Sync,
@@ -207,7 +265,10 @@ mod tests {
             // Portal suspended ends an Execute.
             (&[Execute, Sync], b"DDsZ", "DDsZ", true),
             // Close answers.
-            (&[Close, Sync], b"3Z", "3Z", true),
+            (&[Close { hidden: false }, Sync], b"3Z", "3Z", true),
+            (&[Close { hidden: true }, Bind, Sync], b"32Z", "2Z", true),
+            // Extended COPY IN: the Sync sent before the data is ignored by the server.
+            (&[Bind, Execute, Sync, Sync], b"2GCZ", "2GCZ", true),
             // COPY FROM STDIN in the simple protocol.
             (&[Query { hidden: false }], b"GCZ", "GCZ", true),
             // Notification while a hidden query runs is still delivered.

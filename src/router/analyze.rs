@@ -144,10 +144,14 @@ fn named_table<T: Tables>(sql: &str, tables: &T) -> Option<String> {
         })
 }
 
-fn collect<T: Tables, V: Visit>(node: &V, tables: &T) -> Walk {
+fn collect<T: Tables, V: Visit + 'static>(node: &V, tables: &T) -> Walk {
+    // Any statement met while visiting a query is nested in it (a data-modifying WITH);
+    // visiting a statement, the first one met is that statement itself.
+    let is_statement = std::any::TypeId::of::<V>() == std::any::TypeId::of::<Statement>();
     let mut c = Collector {
         walk: Walk::new(),
         tables,
+        nested_statement: !is_statement,
     };
     let _ = node.visit(&mut c);
     c.walk
@@ -241,7 +245,18 @@ fn plan_statement<T: Tables>(stmt: &Statement, tables: &T) -> Plan {
             },
             _ => Plan::Refuse("EXPLAIN of a statement that runs on several shards".into()),
         },
-        Statement::CreateTable(ct) => ddl(&[&ct.name], tables, "CREATE TABLE"),
+        Statement::CreateTable(ct) => {
+            if let Some(q) = &ct.query {
+                let walk = collect(q.as_ref(), tables);
+                if let Some(i) = walk.instances.iter().find(|i| i.meta.is_some()) {
+                    return Plan::Refuse(format!(
+                        "CREATE TABLE ... AS reading configured table \"{}\" (its rows live on several shards)",
+                        i.table
+                    ));
+                }
+            }
+            ddl(&[&ct.name], tables, "CREATE TABLE")
+        }
         Statement::CreateIndex(ci) => ddl(&[&ci.table_name], tables, "CREATE INDEX"),
         Statement::AlterTable(at) => ddl(&[&at.name], tables, "ALTER TABLE"),
         Statement::Truncate(t) => {
@@ -425,6 +440,9 @@ fn aggregate_or_window(e: &Expr) -> Option<String> {
 
 /// Turn what the walker found into a plan.
 fn plan_from_walk(walk: &Walk, write: bool, merge: Option<String>) -> Plan {
+    if let Some(r) = &walk.refusal {
+        return Plan::Refuse(r.clone());
+    }
     let sharded: Vec<_> = walk.sharded().collect();
     let references: Vec<_> = walk
         .instances
@@ -447,6 +465,18 @@ fn plan_from_walk(walk: &Walk, write: bool, merge: Option<String>) -> Plan {
             }
         }
         return Plan::Default("statement names no sharded table");
+    }
+    // A write whose target is a reference table must reach every shard; joined with a
+    // sharded table it would be routed like the sharded one.
+    if write {
+        if let (Some(target), Some((_, s))) = (walk.instances.first(), sharded.first()) {
+            if matches!(target.meta, Some(TableMeta::Reference)) {
+                return Plan::Refuse(format!(
+                    "a write to reference table \"{}\" that also reads sharded table \"{}\"",
+                    target.table, s.table
+                ));
+            }
+        }
     }
     let Some((_, first)) = sharded.first() else {
         return match references.first() {
@@ -532,6 +562,20 @@ fn plan_insert<T: Tables>(ins: &sqlparser::ast::Insert, tables: &T) -> Plan {
     else {
         return Plan::Reference { write: true, table };
     };
+    if let Some(sqlparser::ast::OnInsert::OnConflict(oc)) = &ins.on {
+        if let sqlparser::ast::OnConflictAction::DoUpdate(du) = &oc.action {
+            for a in &du.assignments {
+                if let sqlparser::ast::AssignmentTarget::ColumnName(n) = &a.target {
+                    let col = n.0.last().and_then(|p| p.as_ident()).map(ident_name);
+                    if col.as_deref() == Some(key.as_str()) {
+                        return Plan::Refuse(format!(
+                            "ON CONFLICT DO UPDATE of the shard key \"{key}\" of \"{table}\" (rows cannot move between shards yet)"
+                        ));
+                    }
+                }
+            }
+        }
+    }
     let Some(src) = &ins.source else {
         return Plan::Refuse(format!(
             "INSERT into sharded table \"{table}\" without VALUES"

@@ -93,9 +93,14 @@ fn words(s: &str, n: usize) -> Vec<String> {
 
 /// Classify by the first keywords of `s` (already stripped of leading comments).
 pub fn kind(s: &str) -> Kind {
-    let w = words(s, 3);
+    let w = words(s, 4);
     let w0 = w.first().map(String::as_str).unwrap_or("");
-    let w1 = w.get(1).map(String::as_str).unwrap_or("");
+    let mut w1 = w.get(1).map(String::as_str).unwrap_or("");
+    if matches!(w0, "rollback" | "commit" | "end" | "abort") && matches!(w1, "work" | "transaction")
+    {
+        // ROLLBACK WORK TO SAVEPOINT, COMMIT TRANSACTION ...: the noise word changes nothing.
+        w1 = w.get(2).map(String::as_str).unwrap_or("");
+    }
     match w0 {
         "" => Kind::Empty,
         "begin" | "start" => Kind::Begin,
@@ -136,6 +141,10 @@ mod tests {
             ("end", Kind::Commit, None),
             ("ROLLBACK", Kind::Rollback, None),
             ("rollback to savepoint a", Kind::Savepoint, None),
+            ("ROLLBACK TRANSACTION TO SAVEPOINT a", Kind::Savepoint, None),
+            ("rollback work to a", Kind::Savepoint, None),
+            ("rollback work", Kind::Rollback, None),
+            ("commit transaction", Kind::Commit, None),
             ("SAVEPOINT a", Kind::Savepoint, None),
             ("release savepoint a", Kind::Savepoint, None),
             ("PREPARE TRANSACTION 'x'", Kind::ClientTwoPhase, None),

@@ -25,7 +25,11 @@ pub enum KeySource {
 pub fn key_source(e: &Expr, kt: KeyType) -> Option<KeySource> {
     match e {
         Expr::Nested(inner) => key_source(inner, kt),
-        Expr::Cast { expr, .. } => key_source(expr, kt),
+        // A cast to another type family changes the value the server compares: unknown.
+        Expr::Cast {
+            expr, data_type, ..
+        } if cast_keeps(data_type, kt) => key_source(expr, kt),
+        Expr::Cast { .. } => None,
         Expr::UnaryOp {
             op: UnaryOperator::Minus,
             expr,
@@ -51,6 +55,23 @@ pub fn key_source(e: &Expr, kt: KeyType) -> Option<KeySource> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// Whether a cast to `t` keeps a key of type `kt` what it is.
+fn cast_keeps(t: &sqlparser::ast::DataType, kt: KeyType) -> bool {
+    let name = t.to_string().to_ascii_lowercase();
+    let base = name.split('(').next().unwrap_or("").trim();
+    match kt {
+        KeyType::Bigint => matches!(
+            base,
+            "bigint" | "int8" | "int" | "integer" | "int4" | "smallint" | "int2"
+        ),
+        KeyType::Text => matches!(
+            base,
+            "text" | "varchar" | "character varying" | "char" | "character" | "bpchar" | "name"
+        ),
+        KeyType::Uuid => base == "uuid",
     }
 }
 
@@ -147,7 +168,9 @@ pub fn param_array(bytes: &[u8], binary: bool, kt: KeyType) -> Option<Vec<KeyVal
                 item.push(c);
                 chars.next();
             }
-            if item.trim().eq_ignore_ascii_case("null") || item.contains('{') {
+            // NULL, nested arrays and backslash escapes: not read here (unknown key).
+            if item.trim().eq_ignore_ascii_case("null") || item.contains('{') || item.contains('\\')
+            {
                 return None;
             }
         }

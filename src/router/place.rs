@@ -20,6 +20,8 @@ use crate::config::{Config, HashFunction, KeyType, RangeBound, Scheme, ShardId, 
 pub struct Params<'a> {
     pub values: Vec<Option<&'a [u8]>>,
     pub binary: Vec<bool>,
+    /// Parameter type OIDs the client declared in Parse (0 or missing: left to the server).
+    pub types: Vec<u32>,
 }
 
 impl<'a> Params<'a> {
@@ -32,7 +34,34 @@ impl<'a> Params<'a> {
                 _ => formats.get(i) == Some(&1),
             })
             .collect();
-        Params { values, binary }
+        Params {
+            values,
+            binary,
+            types: Vec::new(),
+        }
+    }
+
+    /// Declared parameter types (from the statement's Parse).
+    pub fn with_types(mut self, types: Vec<u32>) -> Self {
+        self.types = types;
+        self
+    }
+
+    /// Whether parameter `i` was declared with a type that is not the key's: its bytes then
+    /// are not a value of the key type and must not be read as one.
+    fn foreign_type(&self, i: usize, kt: KeyType) -> bool {
+        let oid = self.types.get(i).copied().unwrap_or(0);
+        let ok: &[u32] = match kt {
+            KeyType::Bigint => &[20, 21, 23],
+            KeyType::Text => &[25, 1043, 1042, 19],
+            KeyType::Uuid => &[2950],
+        };
+        let arrays: &[u32] = match kt {
+            KeyType::Bigint => &[1016, 1005, 1007],
+            KeyType::Text => &[1009, 1015, 1014, 1003],
+            KeyType::Uuid => &[2951],
+        };
+        oid != 0 && !ok.contains(&oid) && !arrays.contains(&oid)
     }
 
     /// `Some(None)`: the parameter is SQL NULL; `None`: not bound (explain without values).
@@ -257,13 +286,15 @@ impl<D: DirectoryLookup> Placer<'_, D> {
                 None,
                 why.to_string(),
             ),
-            Plan::Anywhere => flexible(self.route_for(
+            // SPEC: statements with no table go to the default shard (a function they call,
+            // a sequence they advance, lives there).
+            Plan::Anywhere => self.route_for(
                 vec![default],
                 RouteClass::Default,
                 false,
                 None,
-                "statement names no table: any shard".into(),
-            )),
+                "statement names no table: default shard".into(),
+            ),
             Plan::Reference {
                 write: false,
                 table,
@@ -374,6 +405,15 @@ impl<D: DirectoryLookup> Placer<'_, D> {
         for k in keys {
             match k {
                 KeySource::Literal(v) => values.push(v.clone()),
+                KeySource::Param(i) | KeySource::AnyParam(i) if params.foreign_type(*i, kt) => {
+                    return self.unknown(
+                        scheme,
+                        table,
+                        write,
+                        merge,
+                        "parameter declared with another type",
+                    )
+                }
                 KeySource::Param(i) => match params.get(*i) {
                     Some(Some((b, bin))) => match param_value(b, bin, kt) {
                         Some(v) => values.push(v),

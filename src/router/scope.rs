@@ -69,7 +69,10 @@ pub struct Instance {
 #[derive(Debug, Default)]
 struct Scope {
     parent: Option<usize>,
-    conds: Vec<Expr>,
+    /// Conditions, and whether each restricts the statement's rows (so a key it fixes decides
+    /// the shard): WHERE of the statement, of derived tables and CTEs, ON of inner joins yes;
+    /// ON of outer joins and anything inside an expression subquery (EXISTS, IN, scalar) no.
+    conds: Vec<(Expr, bool)>,
 }
 
 /// Everything the visitor saw.
@@ -80,6 +83,10 @@ pub struct Walk {
     stack: Vec<usize>,
     ctes: HashSet<String>,
     pub system: bool,
+    /// Depth of expression subqueries (EXISTS, IN, scalar) being visited.
+    expr_subqueries: usize,
+    /// A construct found while visiting that must be refused (0A000).
+    pub refusal: Option<String>,
 }
 
 /// A key constraint found in a condition.
@@ -127,6 +134,8 @@ impl Walk {
 pub struct Collector<'a, T: Tables> {
     pub walk: Walk,
     pub tables: &'a T,
+    /// Set once the first statement was visited: later ones are nested.
+    pub nested_statement: bool,
 }
 
 impl<T: Tables> Visitor for Collector<'_, T> {
@@ -142,7 +151,60 @@ impl<T: Tables> Visitor for Collector<'_, T> {
         };
         if let Some(e) = cond {
             let scope = self.walk.current();
-            self.walk.scopes[scope].conds.push(e.clone());
+            let fixes = self.walk.expr_subqueries == 0;
+            self.walk.scopes[scope].conds.push((e.clone(), fixes));
+        }
+        match st {
+            Statement::Insert(ins) if self.walk.stack.len() > 1 || self.nested_statement => {
+                if let sqlparser::ast::TableObject::TableName(n) = &ins.table {
+                    if let Some((t, _)) = self.tables.lookup(n) {
+                        self.walk.refusal.get_or_insert(format!(
+                            "an INSERT into configured table \"{t}\" inside another statement (a data-modifying WITH)"
+                        ));
+                    }
+                }
+            }
+            Statement::Update(u) => {
+                let target_key = match &u.table.relation {
+                    TableFactor::Table { name, .. } => match self.tables.lookup(name) {
+                        Some((_, TableMeta::Sharded { key, .. })) => Some(key),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                for a in &u.assignments {
+                    let names: Vec<&ObjectName> = match &a.target {
+                        sqlparser::ast::AssignmentTarget::ColumnName(n) => vec![n],
+                        sqlparser::ast::AssignmentTarget::Tuple(v) => v.iter().collect(),
+                    };
+                    for n in names {
+                        let col = n.0.last().and_then(|p| p.as_ident()).map(ident_name);
+                        if let Some(c) = col {
+                            if target_key.as_deref() == Some(c.as_str()) {
+                                self.walk.refusal.get_or_insert(format!(
+                                    "an UPDATE of the shard key column \"{c}\" (rows cannot move between shards yet)"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.nested_statement = true;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if is_expr_subquery(e) {
+            self.walk.expr_subqueries += 1;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if is_expr_subquery(e) {
+            self.walk.expr_subqueries = self.walk.expr_subqueries.saturating_sub(1);
         }
         ControlFlow::Continue(())
     }
@@ -150,7 +212,15 @@ impl<T: Tables> Visitor for Collector<'_, T> {
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
         if let Some(with) = &q.with {
             for cte in &with.cte_tables {
-                self.walk.ctes.insert(ident_name(&cte.alias.name));
+                let name = ident_name(&cte.alias.name);
+                let as_table = ObjectName::from(vec![sqlparser::ast::Ident::new(name.clone())]);
+                if let Some((t, _)) = self.tables.lookup(&as_table) {
+                    // The CTE would hide the real table in some places and not others.
+                    self.walk.refusal.get_or_insert(format!(
+                        "a WITH query named like configured table \"{t}\": rename it"
+                    ));
+                }
+                self.walk.ctes.insert(name);
             }
         }
         ControlFlow::Continue(())
@@ -162,15 +232,20 @@ impl<T: Tables> Visitor for Collector<'_, T> {
             parent: Some(parent),
             conds: Vec::new(),
         };
+        let restricting = self.walk.expr_subqueries == 0;
         for twj in &s.from {
             for j in &twj.joins {
                 if let Some(JoinConstraint::On(e)) = join_constraint(&j.join_operator) {
-                    scope.conds.push(e.clone());
+                    let inner = matches!(
+                        j.join_operator,
+                        JoinOperator::Join(_) | JoinOperator::Inner(_) | JoinOperator::CrossJoin(_)
+                    );
+                    scope.conds.push((e.clone(), restricting && inner));
                 }
             }
         }
         if let Some(w) = &s.selection {
-            scope.conds.push(w.clone());
+            scope.conds.push((w.clone(), restricting));
         }
         self.walk.scopes.push(scope);
         let id = self.walk.scopes.len() - 1;
@@ -220,6 +295,20 @@ impl<T: Tables> Visitor for Collector<'_, T> {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// A subquery used as a value or a test (scalar, EXISTS, IN): its conditions do not filter
+/// the statement's rows.
+fn is_expr_subquery(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Subquery(_)
+            | Expr::Exists { .. }
+            | Expr::In {
+                target: InTarget::Subquery(_),
+                ..
+            }
+    )
 }
 
 fn join_constraint(op: &JoinOperator) -> Option<&JoinConstraint> {
@@ -391,7 +480,7 @@ impl Walk {
         }
         let mut keys: Vec<Option<Vec<KeySource>>> = vec![None; n];
         for (sc, scope) in self.scopes.iter().enumerate() {
-            for cond in &scope.conds {
+            for (cond, fixes) in &scope.conds {
                 let mut parts = Vec::new();
                 conjuncts(cond, &mut parts);
                 for c in parts {
@@ -400,7 +489,9 @@ impl Walk {
                             let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
                             parent[ra] = rb;
                         }
-                        Some(Constraint::Key(i, k)) if keys[i].is_none() => keys[i] = Some(k),
+                        Some(Constraint::Key(i, k)) if *fixes && keys[i].is_none() => {
+                            keys[i] = Some(k)
+                        }
                         _ => {}
                     }
                 }

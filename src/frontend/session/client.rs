@@ -101,6 +101,19 @@ impl Session {
                 if !self.batch.is_empty() && !self.send_batch(false).await {
                     return Ok(Flow::Close);
                 }
+                if let Some(name) = deallocate_name(sql) {
+                    // A protocol-level statement of this client (psycopg deallocates its
+                    // statements this way): it exists under another name on servers.
+                    if self.statements.remove(name.as_bytes()).is_some() {
+                        if !self.settle().await {
+                            return Ok(Flow::Close);
+                        }
+                        build::command_complete(&mut self.cwbuf, "DEALLOCATE");
+                        self.sent_cycles += 1;
+                        self.finish_cycle_locally();
+                        return Ok(Flow::Continue);
+                    }
+                }
                 self.note_effects(sql, true);
                 self.simple_cycle = true;
                 let text: Arc<str> = String::from_utf8_lossy(sql).into();
@@ -134,10 +147,21 @@ impl Session {
                 }
                 self.batch.push(f);
             }
-            ClientMessage::Bind(_)
-            | ClientMessage::Describe(_)
-            | ClientMessage::Close(_)
-            | ClientMessage::Execute { .. } => self.batch.push(f),
+            ClientMessage::Close(t) => {
+                // Names follow message order: a Close takes effect before a later Parse of
+                // the same name in this batch.
+                if t.kind == b'S' {
+                    if t.name.is_empty() {
+                        self.unnamed = None;
+                    } else {
+                        self.statements.remove(t.name);
+                    }
+                }
+                self.batch.push(f)
+            }
+            ClientMessage::Bind(_) | ClientMessage::Describe(_) | ClientMessage::Execute { .. } => {
+                self.batch.push(f)
+            }
             ClientMessage::Sync => {
                 self.batch.push(f);
                 if !self.send_batch(true).await {
@@ -159,12 +183,23 @@ impl Session {
             }
             ClientMessage::FunctionCall | ClientMessage::Other => {
                 // Not decoded by the proxy: the server of the session's current shard judges.
+                if !self.batch.is_empty() && !self.send_batch(false).await {
+                    return Ok(Flow::Close);
+                }
                 let shard = self
                     .participants
                     .first()
                     .copied()
                     .unwrap_or(self.cfg.default_shard);
-                match self.ensure_backend(shard).await {
+                if self.outstanding().iter().any(|&s| s != shard) && !self.settle().await {
+                    return Ok(Flow::Close);
+                }
+                let begun = if f.tag == b'F' {
+                    self.begin_on(shard, true).await
+                } else {
+                    self.ensure_backend(shard).await
+                };
+                match begun {
                     Ok(()) => {
                         let e = Expect::Query { hidden: false };
                         self.send(shard, &f, (f.tag == b'F').then_some(e));
@@ -331,6 +366,9 @@ impl Session {
                 self.status = b'T';
             }
             LocalAction::End { .. } => {
+                // Whatever SET ran in this transaction is rolled back with it.
+                self.txn_effects.clear();
+                self.effects.clear();
                 self.deferred_begin = None;
                 self.proxy_aborted = false;
                 self.status = b'I';
@@ -402,8 +440,24 @@ impl Session {
         };
         if let Some(begin) = begin {
             let (conn, out) = self.conn_and_buf(shard);
-            build::query(out, &begin);
-            conn.expect(Expect::Query { hidden: true });
+            if conn.tracker.is_idle() && !conn.tracker.in_batch() && out.is_empty() {
+                // Run it now, so that a BEGIN the server rejects (a bad option) fails this
+                // statement instead of letting it run outside any transaction.
+                if let Err(e) = conn.run_hidden(&begin).await {
+                    self.proxy_aborted = true;
+                    self.status = b'E';
+                    return Err(match e {
+                        crate::backend::ConnError::Server { code, message } => {
+                            PgError::error(code, message)
+                        }
+                        other => PgError::error(sqlstate::CONNECTION_FAILURE, other.to_string()),
+                    });
+                }
+            } else {
+                build::query(out, &begin);
+                conn.unnamed = None;
+                conn.expect(Expect::Query { hidden: true });
+            }
             self.participants.push(shard);
         }
         Ok(())
@@ -430,8 +484,50 @@ impl Session {
             return true;
         }
         let target = match self.batch_target.take() {
-            // After a Flush, the rest of the batch goes where its first part went.
-            Some(t) => t,
+            // After a Flush, the rest of the batch must go where its first part went: the
+            // server holds that part's implicit transaction.
+            Some(prev) => {
+                let items = self.batch_items(&frames);
+                let moved = if items.iter().any(|i| i.executes) {
+                    let t = self.target(&items).await;
+                    !match &t {
+                        Target::Shard(s) => prev == [*s],
+                        Target::Multi { shards, .. } => *shards == prev,
+                        _ => false,
+                    }
+                } else {
+                    false
+                };
+                drop(items);
+                let unbound = prev.iter().any(|&s| self.backends[s].is_none());
+                if moved || unbound {
+                    // Closing the connections rolls back the part already sent, as an error
+                    // inside a batch aborts its whole implicit transaction.
+                    for &s in &prev {
+                        if let Some(c) = self.backends[s].as_mut() {
+                            c.broken = true;
+                        }
+                        self.release(s);
+                        self.participants.retain(|&p| p != s);
+                    }
+                    self.fan = None;
+                    let e = if moved {
+                        PgError::error(
+                            sqlstate::FEATURE_NOT_SUPPORTED,
+                            "the parts of a batch split by Flush go to different shards",
+                        )
+                    } else {
+                        PgError::error(
+                            sqlstate::CONNECTION_FAILURE,
+                            "lost the shard connection in the middle of a batch",
+                        )
+                    };
+                    self.refuse_cycle(e, false);
+                    self.after_refusal(synced);
+                    return true;
+                }
+                prev
+            }
             None => {
                 self.simple_cycle = false;
                 let items = self.batch_items(&frames);
@@ -446,6 +542,17 @@ impl Session {
                 drop(items);
                 match t {
                     Target::Shard(s) => vec![s],
+                    Target::Multi { .. } if !synced || has_row_limit(&frames) => {
+                        self.refuse_cycle(
+                            PgError::error(
+                                sqlstate::FEATURE_NOT_SUPPORTED,
+                                "a statement over several shards with Execute row limits or Flush (fetch it in one Execute, or fix the shard key)",
+                            ),
+                            false,
+                        );
+                        self.after_refusal(synced);
+                        return true;
+                    }
                     Target::Multi {
                         shards,
                         write,
@@ -500,7 +607,8 @@ impl Session {
             }
         };
         if target.len() == 1 {
-            let executes = frames.iter().any(|f| matches!(f.tag, b'B' | b'E'));
+            // A batch split by Flush opens the transaction with its first part.
+            let executes = !synced || frames.iter().any(|f| matches!(f.tag, b'B' | b'E'));
             if let Err(e) = self.begin_on(target[0], executes).await {
                 self.refuse_cycle(e, false);
                 self.after_refusal(synced);
@@ -528,7 +636,6 @@ impl Session {
     /// A batch of Parse messages only, from a session that holds no server connection.
     fn prepare_only(&self, frames: &[Frame]) -> bool {
         self.backends.iter().all(Option::is_none)
-            && frames.iter().any(|f| f.tag == b'P')
             && frames.iter().all(|f| matches!(f.tag, b'P' | b'S' | b'H'))
     }
 
@@ -557,8 +664,12 @@ impl Session {
                     } else {
                         self.statements.get(b.statement).cloned()
                     };
+                    let types = stmt
+                        .as_ref()
+                        .map(|s| param_oids(&s.param_types))
+                        .unwrap_or_default();
                     let params = decode::bind_params(b.rest)
-                        .map(|(formats, values)| Params::new(&formats, values))
+                        .map(|(formats, values)| Params::new(&formats, values).with_types(types))
                         .unwrap_or_default();
                     (stmt, params, true)
                 }
@@ -624,21 +735,25 @@ impl Session {
             ClientMessage::Parse(p) => {
                 let stmt = Stmt::new(p.sql, p.param_types);
                 let (conn, out) = self.conn_and_buf(shard);
-                if p.name.is_empty() {
+                let named = if p.name.is_empty() {
                     conn.unnamed = Some(stmt.hash);
                     out.extend_from_slice(&f.raw);
+                    false
                 } else if conn.statements.contains(&stmt.hash) {
                     // Already prepared here under its server name: parse it into the unnamed
                     // slot instead, so the client still gets its ParseComplete in order.
                     build::parse(out, b"", p.sql, p.param_types);
                     conn.unnamed = Some(stmt.hash);
+                    false
                 } else {
                     build::parse(out, &statement_name(stmt.hash), p.sql, p.param_types);
                     conn.statements.insert(stmt.hash);
-                }
+                    true
+                };
                 conn.expect(Expect::Parse {
                     hidden: false,
                     stmt: stmt.hash,
+                    named,
                 });
             }
             ClientMessage::Bind(b) => {
@@ -664,10 +779,7 @@ impl Session {
                 conn.expect(Expect::Describe);
             }
             ClientMessage::Close(t) => {
-                let stmt = match (t.kind, t.name.is_empty()) {
-                    (b'S', false) => self.statements.get(t.name).cloned(),
-                    _ => None,
-                };
+                let stmt: Option<std::sync::Arc<Stmt>> = None;
                 let closes_unnamed = t.kind == b'S' && t.name.is_empty();
                 let (conn, out) = self.conn_and_buf(shard);
                 match &stmt {
@@ -682,7 +794,7 @@ impl Session {
                         out.extend_from_slice(&f.raw);
                     }
                 }
-                conn.expect(Expect::Close);
+                conn.expect(Expect::Close { hidden: false });
                 // Forget the client's statement once every target shard has closed it.
                 if stmt.is_some() && self.fanout_last(shard) {
                     self.statements.remove(t.name);
@@ -712,6 +824,10 @@ impl Session {
         let (conn, out) = self.conn_and_buf(shard);
         out.extend_from_slice(&f.raw);
         if let Some(e) = e {
+            if matches!(e, Expect::Query { .. }) {
+                // A simple query drops the unnamed prepared statement.
+                conn.unnamed = None;
+            }
             conn.expect(e);
         }
     }
@@ -725,6 +841,14 @@ impl Session {
             self.statements.get(name).cloned()
         };
         let Some(stmt) = stmt else {
+            if name.is_empty() {
+                // The client has no unnamed statement, but this pooled connection may hold
+                // another client's: close it first so the server reports 26000, as it would.
+                let (conn, out) = self.conn_and_buf(shard);
+                build::target(out, b'C', b'S', b"");
+                conn.expect(Expect::Close { hidden: true });
+                conn.unnamed = None;
+            }
             // Not a statement this client prepared: let the server report it.
             return Named::AsIs;
         };
@@ -735,6 +859,7 @@ impl Session {
                 conn.expect(Expect::Parse {
                     hidden: true,
                     stmt: stmt.hash,
+                    named: false,
                 });
                 conn.unnamed = Some(stmt.hash);
             }
@@ -746,6 +871,7 @@ impl Session {
             conn.expect(Expect::Parse {
                 hidden: true,
                 stmt: stmt.hash,
+                named: true,
             });
             conn.statements.insert(stmt.hash);
         }
@@ -755,6 +881,7 @@ impl Session {
     /// Record what the statement(s) in `sql` do to session state; pins take effect now,
     /// settings when their request cycle (and transaction) succeeds.
     fn note_effects(&mut self, sql: &[u8], simple: bool) {
+        let cycle = self.sent_cycles;
         let mut note = |stmt: &[u8]| match classify(stmt) {
             Effect::None => {}
             Effect::Pin(why) => {
@@ -763,8 +890,23 @@ impl Session {
                 }
                 self.pinned = Some(why);
             }
-            e => self.effects.push((self.sent_cycles, e)),
+            e => self.effects.push((cycle, e)),
         };
+        let ends = |stmt: &[u8]| {
+            let (rest, _) =
+                crate::router::classify::strip_leading(std::str::from_utf8(stmt).unwrap_or(""));
+            matches!(
+                crate::router::classify::kind(rest),
+                crate::router::classify::Kind::Commit | crate::router::classify::Kind::Rollback
+            )
+        };
+        if if simple {
+            split_statements(sql).into_iter().any(ends)
+        } else {
+            ends(sql)
+        } {
+            self.rollback_cycles.push(cycle);
+        }
         if simple {
             for stmt in split_statements(sql) {
                 note(stmt);
@@ -780,4 +922,47 @@ impl Session {
         let status = self.status;
         self.end_cycle(status, true);
     }
+}
+
+/// Whether an Execute in the batch asks for a limited number of rows (a portal fetched in
+/// pieces), which a multi-shard answer cannot honour.
+fn has_row_limit(frames: &[Frame]) -> bool {
+    frames.iter().any(|f| {
+        matches!(decode::client(f.tag, f.body()), Ok(ClientMessage::Execute { max_rows, .. }) if max_rows > 0)
+    })
+}
+
+/// The OIDs of a Parse's parameter-type section (`i16 n`, then `n` u32s).
+fn param_oids(raw: &[u8]) -> Vec<u32> {
+    raw.get(2..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// `DEALLOCATE [PREPARE] name` (one statement): the name, lowercased unless quoted.
+fn deallocate_name(sql: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(sql)
+        .ok()?
+        .trim()
+        .trim_end_matches(';')
+        .trim();
+    let mut words = text.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("deallocate") {
+        return None;
+    }
+    let mut name = words.next()?;
+    if name.eq_ignore_ascii_case("prepare") {
+        name = words.next()?;
+    }
+    if words.next().is_some() || name.eq_ignore_ascii_case("all") {
+        return None;
+    }
+    Some(
+        match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+            Some(quoted) => quoted.to_owned(),
+            None => name.to_ascii_lowercase(),
+        },
+    )
 }

@@ -110,7 +110,10 @@ pub(super) struct Session {
     /// The BEGIN text of the open transaction, replayed on each shard that joins it.
     begin_text: String,
     /// The cycle being routed is a simple Query (its text can be rewritten per shard).
+    /// The cycle being routed is a simple Query (its text can be rewritten per shard).
     simple_cycle: bool,
+    /// Cycles that contain a top-level COMMIT/ROLLBACK (their "ROLLBACK" tag discards SETs).
+    rollback_cycles: Vec<u64>,
     /// A multi-shard write outside a transaction is running as an implicit transaction.
     implicit: bool,
     /// The proxy refused a statement inside the transaction: it is failed, as Postgres does.
@@ -238,6 +241,7 @@ impl Session {
             deferred_begin: None,
             begin_text: String::from("BEGIN"),
             simple_cycle: false,
+            rollback_cycles: Vec::new(),
             implicit: false,
             proxy_aborted: false,
             hint_shard: None,

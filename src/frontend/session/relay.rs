@@ -90,6 +90,14 @@ impl Session {
                     conn.tx_status = status;
                     if vis == Visibility::Forward && self.fan.is_none() {
                         cycles_done.push(status);
+                        if status == b'I' && self.deferred_begin.is_some() {
+                            // The client is in a transaction the proxy has not opened on any
+                            // shard yet: it must read 'T', not the server's 'I'.
+                            let mut z = bytes::BytesMut::new();
+                            crate::protocol::build::ready_for_query(&mut z, b'T');
+                            replacement = Some(z);
+                            vis = Visibility::Hide;
+                        }
                     }
                 }
                 b'S' => {
@@ -101,16 +109,28 @@ impl Session {
                     }
                 }
                 b'E' => {
-                    if let Some(Expect::Parse { stmt, .. }) = head {
-                        // The statement was not created; forget that it was.
-                        conn.statements.remove(&stmt);
-                        conn.unnamed = None;
+                    // Requests the server skipped never took effect: forget statements they
+                    // were to create (only those this very Parse created).
+                    for skipped in conn.tracker.take_skipped() {
+                        if let Expect::Parse { stmt, named, .. } = skipped {
+                            if named {
+                                conn.statements.remove(&stmt);
+                            } else if conn.unnamed == Some(stmt) {
+                                conn.unnamed = None;
+                            }
+                        }
                     }
                     if vis == Visibility::Forward {
                         self.cycle_error = true;
                     }
                 }
-                b'C' if body.starts_with(b"ROLLBACK") => self.saw_rollback = true,
+                b'C' if body.starts_with(b"ROLLBACK")
+                    && self.rollback_cycles.contains(&self.done_cycles) =>
+                {
+                    // A COMMIT or ROLLBACK that rolled back (not ROLLBACK TO SAVEPOINT, which
+                    // has the same tag).
+                    self.saw_rollback = true
+                }
                 _ => {}
             }
             if vis == Visibility::Forward {
@@ -154,6 +174,11 @@ impl Session {
                 break;
             }
         }
+        // Syncs the server ignored during COPY IN: their cycles end with the COPY's.
+        for _ in 0..conn.tracker.take_dropped_syncs() {
+            self.cycle_shards.pop_front();
+            self.done_cycles += 1;
+        }
         let write = if direct {
             let r = self.client.write_all(&conn.rbuf[..off]).await;
             conn.rbuf.advance(off);
@@ -174,7 +199,11 @@ impl Session {
             }
         }
         for status in cycles_done {
-            self.status = status;
+            self.status = if status == b'I' && self.deferred_begin.is_some() {
+                b'T'
+            } else {
+                status
+            };
             self.end_cycle(status, false);
         }
         self.maybe_release(shard);
@@ -250,6 +279,7 @@ impl Session {
         }
         let cycle = self.done_cycles;
         self.done_cycles += 1;
+        self.rollback_cycles.retain(|&c| c > cycle);
         let failed = self.cycle_error;
         let mut i = 0;
         while i < self.effects.len() {
@@ -277,20 +307,44 @@ impl Session {
     fn apply_effect(&mut self, e: &Effect) {
         self.settings.apply(e);
         let key = self.settings.key();
+        if matches!(e, Effect::DiscardAll | Effect::ResetAll) {
+            self.hint_shard = None;
+        }
         let discard = *e == Effect::DiscardAll;
-        if discard {
+        let dealloc = discard || *e == Effect::DeallocateAll;
+        if dealloc {
             self.statements.clear();
             self.unnamed = None;
+        }
+        let held: Vec<ShardId> = (0..self.backends.len())
+            .filter(|&s| self.backends[s].is_some())
+            .collect();
+        if discard && held.len() > 1 {
+            // The statement ran on one of them; the others still hold session state. Close
+            // them all: the next statements get fresh connections.
+            for s in held {
+                if let Some(c) = self.backends[s].as_mut() {
+                    c.broken = true;
+                }
+                self.release(s);
+            }
+            self.pinned = None;
+            return;
+        }
+        if discard {
             self.pinned = None;
         }
+        let single = held.len() == 1;
         for conn in self.backends.iter_mut().flatten() {
-            if discard {
-                // DISCARD ALL reset the connection itself to its startup state.
+            if dealloc {
                 conn.statements.clear();
                 conn.unnamed = None;
+            }
+            if discard {
                 conn.settings_key = 0;
-            } else {
-                conn.settings_key = key;
+            } else if *e != Effect::DeallocateAll {
+                // With one connection held, it ran the SET; with several, replay before use.
+                conn.settings_key = if single { key } else { u64::MAX };
             }
         }
     }

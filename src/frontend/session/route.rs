@@ -209,6 +209,27 @@ impl Session {
             _ => None,
         };
         if self.proxy_aborted {
+            // ROLLBACK TO SAVEPOINT recovers a failed transaction, as in Postgres.
+            if let [one] = executing.as_slice() {
+                if matches!(one.plan.as_ref(), Plan::Control(Kind::Savepoint))
+                    && one
+                        .sql
+                        .trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("rollback")
+                {
+                    self.proxy_aborted = false;
+                    return match self.participants.as_slice() {
+                        [] => Target::Shard(self.cfg.default_shard),
+                        [s] => Target::Shard(*s),
+                        many => Target::Multi {
+                            shards: many.to_vec(),
+                            write: false,
+                            transactional: true,
+                        },
+                    };
+                }
+            }
             return match ends {
                 Some(_) if self.participants.len() > 1 => Target::EndMulti { commit: false },
                 Some(_) => Target::Local(vec![LocalAction::End { commit: false }]),
@@ -274,9 +295,8 @@ impl Session {
             if route.flexible {
                 continue;
             }
-            if !item.executes && route.shards.len() > 1 {
-                // A Parse or Describe whose parameters are not bound yet: any shard can
-                // prepare it; the Bind that executes it decides.
+            if !item.executes {
+                // A Parse or Describe only prepares: the Bind that executes it decides.
                 continue;
             }
             data += 1;
@@ -290,7 +310,8 @@ impl Session {
         fixed.dedup();
         if let Some((shards, route)) = multi {
             let names = self.names(&shards);
-            if data > 1 || !fixed.is_empty() {
+            if data > 1 || !fixed.is_empty() || executing.len() != 1 {
+                // Answers of several shards are combined for exactly one statement.
                 return refuse(
                     "a request whose statements go to different shards: send them one by one",
                 );
