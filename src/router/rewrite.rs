@@ -19,6 +19,8 @@
 mod aggregates;
 mod columns;
 mod having;
+#[cfg(test)]
+mod tests;
 
 use sqlparser::ast::{
     Distinct, Expr, GroupByExpr, LimitClause, OrderByExpr, OrderByKind, OrderBySort, Query, Select,
