@@ -22,7 +22,8 @@ pub struct MergePlan {
     pub visible: usize,
     /// How many trailing shard columns the rewrite added (never sent to the client).
     pub hidden: usize,
-    /// What each shard column is and how it merges, by position: `visible + hidden` entries.
+    /// What each shard column is and how it merges, by position: `visible + hidden` entries
+    /// (only the hidden ones in a `*` plan before `resolve`).
     /// Hidden columns have entries too: a sort or group key is a `Column`, an aggregate that
     /// only HAVING or ORDER BY uses is an `Agg`/`Avg`, the sum and count behind an avg are
     /// `Agg { Sum | Count }` of themselves.
@@ -37,7 +38,8 @@ pub struct MergePlan {
     pub having: Option<Predicate>,
     /// ORDER BY, applied after grouping; keys are shard column indices.
     pub order_by: Vec<SortKey>,
-    /// LIMIT and OFFSET of the original statement (shards were asked for limit + offset).
+    /// LIMIT and OFFSET of the original statement. Shards were asked for limit + offset rows,
+    /// or for every row when `aggregate` (one shard's first groups are not the merged ones).
     pub limit: Option<u64>,
     pub offset: u64,
 }
