@@ -5,13 +5,28 @@
 //! rewrite added (sort keys not in the select list, sum/count behind an avg, group keys).
 //! The visible columns' RowDescription entries are taken from the shards as they are (the
 //! rewrite keeps each visible expression in the shard query, so names and types are right).
+//!
+//! Column indices everywhere in a plan are shard column indices: visible columns are
+//! `0..visible`, hidden ones `visible..visible + hidden`. A select list with `*` has a column
+//! count only the shards know: such a plan has `visible == 0` and refers to hidden columns only
+//! (hidden column `k` is index `k`). Call [`MergePlan::resolve`] with the column count of the
+//! shards' RowDescription before merging; it returns the plan with real indices (for a plan
+//! without `*` it only checks the count). The client's RowDescription is the shards' one
+//! without its last `hidden` fields.
 
 /// How a fan-out read's answers are combined.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MergePlan {
-    /// How many leading shard columns the client sees.
+    /// How many leading shard columns the client sees; 0 until resolved when the select list
+    /// has `*` (see the module comment).
     pub visible: usize,
-    /// What each visible column is, by position (`visible` entries).
+    /// How many trailing shard columns the rewrite added (never sent to the client).
+    pub hidden: usize,
+    /// What each shard column is and how it merges, by position: `visible + hidden` entries
+    /// (only the hidden ones in a `*` plan before `resolve`).
+    /// Hidden columns have entries too: a sort or group key is a `Column`, an aggregate that
+    /// only HAVING or ORDER BY uses is an `Agg`/`Avg`, the sum and count behind an avg are
+    /// `Agg { Sum | Count }` of themselves.
     pub outputs: Vec<Output>,
     /// GROUP BY: shard column indices; with aggregates and no group keys, one group.
     pub group_by: Vec<usize>,
@@ -23,12 +38,52 @@ pub struct MergePlan {
     pub having: Option<Predicate>,
     /// ORDER BY, applied after grouping; keys are shard column indices.
     pub order_by: Vec<SortKey>,
-    /// LIMIT and OFFSET of the original statement (shards were asked for limit + offset).
+    /// LIMIT and OFFSET of the original statement. Shards were asked for limit + offset rows,
+    /// or for every row when `aggregate` (one shard's first groups are not the merged ones).
     pub limit: Option<u64>,
     pub offset: u64,
 }
 
-/// One visible column.
+impl MergePlan {
+    /// The plan for shards whose rows have `shard_columns` columns: a `*` plan (`visible` 0)
+    /// gets its visible columns as pass-through `Column`s and every index moved past them.
+    /// None when the count cannot be right (fewer columns than hidden ones, or a plan without
+    /// `*` whose count differs): the statement must fail rather than merge the wrong columns.
+    pub fn resolve(&self, shard_columns: usize) -> Option<MergePlan> {
+        if self.visible > 0 {
+            return (shard_columns == self.visible + self.hidden).then(|| self.clone());
+        }
+        let shift = shard_columns.checked_sub(self.hidden)?;
+        let mv = |i: usize| i + shift;
+        let mut plan = self.clone();
+        plan.visible = shift;
+        plan.outputs = (0..shift).map(Output::Column).collect();
+        plan.outputs.extend(self.outputs.iter().map(|o| match *o {
+            Output::Column(i) => Output::Column(mv(i)),
+            Output::Agg { kind, input } => Output::Agg {
+                kind,
+                input: mv(input),
+            },
+            Output::Avg { sum, count } => Output::Avg {
+                sum: mv(sum),
+                count: mv(count),
+            },
+        }));
+        plan.group_by = self.group_by.iter().map(|&i| mv(i)).collect();
+        plan.order_by = self
+            .order_by
+            .iter()
+            .map(|k| SortKey {
+                column: mv(k.column),
+                ..*k
+            })
+            .collect();
+        plan.having = self.having.as_ref().map(|p| p.shifted(shift));
+        Some(plan)
+    }
+}
+
+/// One shard column (visible or hidden).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Passed through (a plain column or expression; in grouped queries a group key).
@@ -84,6 +139,37 @@ pub enum Predicate {
         column: usize,
         negated: bool,
     },
+}
+
+impl Predicate {
+    /// The same condition with every column index moved by `by` (for [`MergePlan::resolve`]).
+    fn shifted(&self, by: usize) -> Predicate {
+        match self {
+            Predicate::And(a, b) => {
+                Predicate::And(Box::new(a.shifted(by)), Box::new(b.shifted(by)))
+            }
+            Predicate::Or(a, b) => Predicate::Or(Box::new(a.shifted(by)), Box::new(b.shifted(by))),
+            Predicate::Not(a) => Predicate::Not(Box::new(a.shifted(by))),
+            Predicate::Compare {
+                column,
+                op,
+                literal,
+            } => Predicate::Compare {
+                column: column + by,
+                op: *op,
+                literal: literal.clone(),
+            },
+            Predicate::CompareColumns { left, op, right } => Predicate::CompareColumns {
+                left: left + by,
+                op: *op,
+                right: right + by,
+            },
+            Predicate::IsNull { column, negated } => Predicate::IsNull {
+                column: column + by,
+                negated: *negated,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

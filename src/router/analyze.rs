@@ -374,7 +374,9 @@ fn merge_need(q: &Query) -> Option<String> {
     }
 }
 
-const AGGREGATES: &[&str] = &[
+/// Built-in aggregate functions, by name: a call to one makes a query an aggregate (also
+/// used by `rewrite`, which merges a few of them and refuses the rest by name).
+pub(crate) const AGGREGATES: &[&str] = &[
     "count",
     "sum",
     "min",

@@ -15,6 +15,7 @@ pub mod hash;
 pub mod key;
 pub mod keys;
 pub mod place;
+pub mod rewrite;
 pub mod scope;
 pub mod split;
 
