@@ -171,7 +171,10 @@ pub(crate) fn pg_config(
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
         .keepalives_interval(Duration::from_secs(10))
-        .keepalives_retries(3);
+        .keepalives_retries(3)
+        // Decision records are the two-phase commit point: they must be durable when the
+        // insert returns, whatever the server's default.
+        .options("-c synchronous_commit=on");
     if let Some(password) = &target.password {
         pg.password(password);
     }
