@@ -1,0 +1,3 @@
+//! Table-driven tests of the merge.
+
+mod numeric;
