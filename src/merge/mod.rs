@@ -2,13 +2,16 @@
 //! distinct, having, tags). Pure: no IO, no sockets.
 //!
 //! - [`plan`]: `MergePlan`, the hand-off from the rewrite.
-//! - [`numeric`] / [`datetime`]: exact numeric and ISO date/timestamp forms.
+//! - [`value`]: typed column values (decode, Postgres ordering, encode).
+//! - [`numeric`] / [`datetime`]: exact numeric and ISO date/timestamp forms behind `value`.
 
 pub mod datetime;
 pub mod numeric;
 pub mod plan;
+pub mod value;
 
 #[cfg(test)]
 mod tests;
 
 pub use plan::{AggKind, CmpOp, MergePlan, Output, Predicate, SortKey};
+pub use value::{ColumnType, Value};

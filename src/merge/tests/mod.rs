@@ -1,3 +1,4 @@
 //! Table-driven tests of the merge.
 
 mod numeric;
+mod values;
