@@ -5,9 +5,9 @@
 //! text/varchar/bpchar/name (bytewise, i.e. collation "C"; bpchar ignores trailing blanks as
 //! Postgres does), bool, date, timestamp, timestamptz (ISO text, see `datetime.rs`) and uuid,
 //! in text and binary format. Every other type is kept as its raw field bytes and compares
-//! bytewise: right for types whose text form sorts like the value (none is promised), so the
-//! rewrite should not ask to sort, group or min/max over them (`ColumnType::is_ordered` says
-//! which types are read by value).
+//! bytewise: equal bytes mean equal values for nearly every type (so grouping and DISTINCT
+//! work), but byte order is not the type's order, so the merge refuses ORDER BY, min/max and
+//! ordering comparisons on them (`ColumnType::is_ordered` says which types are read by value).
 //!
 //! NULL is not a `Value`: callers hold `Option<Value>` and place NULLs per NULLS FIRST/LAST.
 //! Encoding is needed only for values the merge computes (counts, sums, averages, bool
