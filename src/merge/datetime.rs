@@ -84,7 +84,8 @@ impl Cursor<'_> {
     }
 }
 
-/// `YYYY-MM-DD` (year of 4 or more digits), validated, as (year, month, day).
+/// `YYYY-MM-DD` (year of 1 to 9 digits) as (year, month, day); the day is checked against
+/// its month once the era is known (3641 BC is a leap year, 3641 AD is not).
 fn parse_ymd(c: &mut Cursor) -> Option<(i64, i64, i64)> {
     let year = c.number(1, 9)?;
     if !c.eat(b'-') {
@@ -95,10 +96,15 @@ fn parse_ymd(c: &mut Cursor) -> Option<(i64, i64, i64)> {
         return None;
     }
     let day = c.number(1, 2)?;
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
     Some((year, month, day))
+}
+
+/// Days since 2000-01-01 of a date whose year is astronomical, if the day exists.
+fn epoch_days(year: i64, month: i64, day: i64) -> Option<i64> {
+    (day <= days_in_month(year, month)).then(|| days_from_civil(year, month, day) - EPOCH_2000_DAYS)
 }
 
 /// A trailing ` BC` turns the year `y` into the astronomical year `1 - y`.
@@ -120,7 +126,7 @@ pub fn parse_date(text: &[u8]) -> Option<i32> {
     let mut c = Cursor { s: text, pos: 0 };
     let (year, month, day) = parse_ymd(&mut c)?;
     let year = apply_era(&mut c, year)?;
-    i32::try_from(days_from_civil(year, month, day) - EPOCH_2000_DAYS).ok()
+    i32::try_from(epoch_days(year, month, day)?).ok()
 }
 
 /// A `timestamp` (or, with `with_tz`, `timestamptz`) in ISO text form -> microseconds since
@@ -162,7 +168,7 @@ pub fn parse_timestamp(text: &[u8], with_tz: bool) -> Option<i64> {
         offset_secs = sign * (oh * 3600 + om * 60 + os);
     }
     let year = apply_era(&mut c, year)?;
-    let days = i128::from(days_from_civil(year, month, day) - EPOCH_2000_DAYS);
+    let days = i128::from(epoch_days(year, month, day)?);
     let secs = i128::from(hour * 3600 + minute * 60 + second - offset_secs);
     let total = days * i128::from(USECS_PER_DAY) + secs * 1_000_000 + i128::from(micros);
     i64::try_from(total).ok()

@@ -6,7 +6,8 @@
 //! - `group` / `accumulate` / `having`: groups, per-column accumulators, HAVING.
 //! - `columns`: shard columns, parsed rows and ORDER BY key comparison, shared by the above.
 //! - [`value`]: typed column values (decode, Postgres ordering, encode).
-//! - [`numeric`] / [`datetime`]: exact numeric and ISO date/timestamp forms behind `value`.
+//! - [`numeric`] / [`datetime`] / `float`: exact numeric, ISO date/timestamp and Postgres'
+//!   float text forms behind `value`.
 //! - [`rows`]: bounds-checked RowDescription / DataRow parsing and building.
 //! - [`error`]: `MergeError` and its SQLSTATEs.
 
@@ -15,6 +16,7 @@ mod columns;
 pub mod datetime;
 pub mod engine;
 pub mod error;
+mod float;
 mod group;
 mod having;
 pub mod numeric;

@@ -16,6 +16,7 @@
 use std::cmp::Ordering;
 
 use super::datetime;
+use super::float;
 use super::numeric::{Numeric, NumericError};
 
 /// Type OIDs the merge reads by value.
@@ -116,73 +117,6 @@ fn parse_uuid(text: &[u8]) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// A float8 (or, with `float4`, a float4 rounded once, as `strtof` would, then widened).
-fn parse_float(text: &str, float4: bool) -> Option<f64> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "nan" => Some(f64::NAN),
-        "infinity" | "+infinity" | "inf" | "+inf" => Some(f64::INFINITY),
-        "-infinity" | "-inf" => Some(f64::NEG_INFINITY),
-        t if float4 => t.parse::<f32>().ok().map(f64::from),
-        t => t.parse().ok(),
-    }
-}
-
-/// Postgres' shortest-exact float output (`extra_float_digits` >= 1, the default since 12):
-/// fixed notation for decimal exponents in `-4..max_fixed_exp`, else `d.ddde+XX`.
-fn format_float(mantissa_exp: String, max_fixed_exp: i32) -> String {
-    // `mantissa_exp` is Rust's `{:e}`: the shortest round-trip digits, like `-1.25e-7`.
-    let (mantissa, exp) = mantissa_exp.split_once('e').unwrap_or((&mantissa_exp, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (neg, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let mut out = String::from(if neg { "-" } else { "" });
-    if (-4..max_fixed_exp).contains(&exp) {
-        if exp < 0 {
-            out.push_str("0.");
-            out.push_str(&"0".repeat((-exp - 1) as usize));
-            out.push_str(&digits);
-        } else {
-            let int_len = exp as usize + 1;
-            if digits.len() <= int_len {
-                out.push_str(&digits);
-                out.push_str(&"0".repeat(int_len - digits.len()));
-            } else {
-                out.push_str(&digits[..int_len]);
-                out.push('.');
-                out.push_str(&digits[int_len..]);
-            }
-        }
-    } else {
-        let (first, rest) = digits.split_at(digits.len().min(1));
-        out.push_str(first);
-        if !rest.is_empty() {
-            out.push('.');
-            out.push_str(rest);
-        }
-        out.push_str(&format!(
-            "e{}{:02}",
-            if exp < 0 { '-' } else { '+' },
-            exp.abs()
-        ));
-    }
-    out
-}
-
-fn float_text(v: f64, float4: bool) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else if float4 {
-        format_float(format!("{:e}", v as f32), 6)
-    } else {
-        format_float(format!("{v:e}"), 15)
-    }
-}
-
 impl ColumnType {
     pub fn binary(&self) -> bool {
         self.format == 1
@@ -255,8 +189,8 @@ impl ColumnType {
         let text = || std::str::from_utf8(b).map_err(|_| bad());
         Ok(match self.oid {
             INT2 | INT4 | INT8 => Value::Int(text()?.trim().parse().map_err(|_| bad())?),
-            FLOAT4 => Value::Float(parse_float(text()?, true).ok_or_else(bad)?),
-            FLOAT8 => Value::Float(parse_float(text()?, false).ok_or_else(bad)?),
+            FLOAT4 => Value::Float(float::parse(text()?, true).ok_or_else(bad)?),
+            FLOAT8 => Value::Float(float::parse(text()?, false).ok_or_else(bad)?),
             NUMERIC => Value::Numeric(Numeric::parse(text()?).map_err(numeric_err)?),
             TEXT | VARCHAR | NAME => Value::Text(b.to_vec()),
             BPCHAR => {
@@ -344,13 +278,13 @@ impl ColumnType {
             return Ok(if self.binary() {
                 narrow.to_be_bytes().to_vec()
             } else {
-                float_text(narrow.into(), true).into_bytes()
+                float::text(narrow.into(), true).into_bytes()
             });
         }
         Ok(if self.binary() {
             v.to_be_bytes().to_vec()
         } else {
-            float_text(v, false).into_bytes()
+            float::text(v, false).into_bytes()
         })
     }
 

@@ -1,5 +1,10 @@
 //! Values: decode and compare every supported type in text and binary, encode back, and
 //! the float, date and timestamp text forms Postgres prints.
+//!
+//! Beyond these tables, the ordering and printing were checked once against Postgres 15 over
+//! 30,000 adjacent pairs of random values (numeric, float4/8, timestamptz in a zone with LMT
+//! offsets, timestamp, BC dates, text in "C", bpchar, uuid, int8); the cases that check
+//! caught are kept here.
 
 use std::cmp::Ordering::{self, Equal, Greater, Less};
 
@@ -232,6 +237,7 @@ fn malformed_fields_are_errors() {
         (text(NUMERIC), b"1e999999999"),
         (text(BOOL), b"maybe"),
         (text(DATE), b"2024-02-30"),
+        (text(DATE), b"3641-02-29"),
         (text(DATE), b"15/01/2024"),
         (text(TIMESTAMP), b"2024-01-15"),
         (text(TIMESTAMPTZ), b"2024-01-15 10:00:00"),
@@ -273,6 +279,18 @@ fn encode_text_forms() {
         (FLOAT8, Value::Float(f64::NAN), "NaN"),
         (FLOAT8, Value::Float(f64::NEG_INFINITY), "-Infinity"),
         (FLOAT8, Value::Float(0.1 + 0.2), "0.30000000000000004"),
+        // Postgres never prints digits that sit exactly between two floats...
+        (
+            FLOAT8,
+            Value::Float(-4.734951633773834e16),
+            "-4.7349516337738336e+16",
+        ),
+        // ... and breaks an exact tie in the last digit towards even.
+        (
+            FLOAT8,
+            Value::Float(-1.9100400614066883e15),
+            "-1.9100400614066882e+15",
+        ),
         (FLOAT8, Value::Float(2.5), "2.5"),
         (FLOAT8, Value::Float(-1234.5678), "-1234.5678"),
         (FLOAT8, Value::Int(3), "3"),
@@ -311,6 +329,7 @@ fn dates_and_timestamps_print_as_read() {
         (DATE, "2024-01-15"),
         (DATE, "0044-03-15 BC"),
         (DATE, "1600-02-29"),
+        (DATE, "3641-02-29 BC"),
         (DATE, "-infinity"),
         (TIMESTAMP, "2024-01-15 10:30:00.123456"),
         (TIMESTAMP, "1899-12-31 23:59:59.9"),
