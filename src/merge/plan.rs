@@ -34,6 +34,12 @@ pub struct MergePlan {
     pub aggregate: bool,
     /// SELECT DISTINCT over the visible columns.
     pub distinct: bool,
+    /// Hidden shard columns that hold aggregates the client did not select (HAVING or ORDER
+    /// BY on such an aggregate): `(shard column index, how it merges)`, each index at or past
+    /// `visible`. A hidden column not listed is merged as a group key, as the sum or count
+    /// behind a visible avg (summed), or else by taking the value of the group's first row.
+    /// (Added by the merge: `outputs` only describes visible columns.)
+    pub hidden_outputs: Vec<(usize, Output)>,
     /// HAVING, evaluated on merged groups.
     pub having: Option<Predicate>,
     /// ORDER BY, applied after grouping; keys are shard column indices.
