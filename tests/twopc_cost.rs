@@ -25,15 +25,21 @@ async fn two_shard_commit_latency_vs_one_shard() {
     let on = |s: usize, skip: usize| (1..).filter(|&k| owner(k) == s).nth(skip).unwrap();
     let (a0, b0, a1) = (on(0, 0), on(0, 1), on(1, 0));
     for k in [a0, b0, a1] {
-        c.execute("insert into users (id, name) values ($1, '0')", &[&k]).await.unwrap();
+        c.execute("insert into users (id, name) values ($1, '0')", &[&k])
+            .await
+            .unwrap();
     }
     let transfer = |x: i64, y: i64| {
         let c = &c;
         async move {
             let start = Instant::now();
             c.batch_execute("begin").await.unwrap();
-            c.execute("update users set name = 'a' where id = $1", &[&x]).await.unwrap();
-            c.execute("update users set name = 'b' where id = $1", &[&y]).await.unwrap();
+            c.execute("update users set name = 'a' where id = $1", &[&x])
+                .await
+                .unwrap();
+            c.execute("update users set name = 'b' where id = $1", &[&y])
+                .await
+                .unwrap();
             c.batch_execute("commit").await.unwrap();
             start.elapsed()
         }
@@ -43,7 +49,10 @@ async fn two_shard_commit_latency_vs_one_shard() {
         transfer(a0, b0).await;
         transfer(a0, a1).await;
     }
-    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(400);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(400);
     let (mut one, mut two) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         one.push(transfer(a0, b0).await);

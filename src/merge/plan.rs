@@ -51,6 +51,21 @@ pub struct MergePlan {
 }
 
 impl MergePlan {
+    /// The resolved rewrite plan in the engine's form: `outputs` for the visible columns only,
+    /// and the hidden columns that merge as aggregates in `hidden_outputs`.
+    pub fn for_engine(mut self) -> MergePlan {
+        let hidden: Vec<(usize, Output)> = self
+            .outputs
+            .iter()
+            .enumerate()
+            .skip(self.visible)
+            .filter(|(_, o)| !matches!(o, Output::Column(_)))
+            .map(|(i, o)| (i, o.clone()))
+            .collect();
+        self.outputs.truncate(self.visible);
+        self.hidden_outputs.extend(hidden);
+        self
+    }
     /// The plan for shards whose rows have `shard_columns` columns: a `*` plan (`visible` 0)
     /// gets its visible columns as pass-through `Column`s and every index moved past them.
     /// None when the count cannot be right (fewer columns than hidden ones, or a plan without

@@ -132,6 +132,7 @@ pub fn rewrite_fanout(sql: &str) -> Result<Rewrite, Unsupported> {
     Ok(Rewrite {
         shard_sql: query.to_string(),
         plan: MergePlan {
+            hidden_outputs: Vec::new(),
             visible: built.visible,
             hidden: built.hidden,
             outputs: built.outputs,

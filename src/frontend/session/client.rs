@@ -101,6 +101,9 @@ impl Session {
                 if !self.batch.is_empty() && !self.send_batch(false).await {
                     return Ok(Flow::Close);
                 }
+                // A simple query ends whatever batch was open (Postgres commits its implicit
+                // transaction); the next batch is routed afresh.
+                self.batch_target = None;
                 if let Some(name) = deallocate_name(sql) {
                     // A protocol-level statement of this client (psycopg deallocates its
                     // statements this way): it exists under another name on servers.
@@ -281,6 +284,32 @@ impl Session {
                     build::query(out, sql.as_deref().unwrap_or_default());
                     conn.expect(Expect::Query { hidden: false });
                 }
+            }
+            Target::Merge { shards, sql, plan } => {
+                for &s in &shards {
+                    if let Err(e) = self.ensure_backend(s).await {
+                        self.release_unused();
+                        self.refuse_cycle(e, true);
+                        return true;
+                    }
+                }
+                let in_txn = !self.participants.is_empty() || self.deferred_begin.is_some();
+                for &s in &shards {
+                    if in_txn {
+                        if let Err(e) = self.begin_on(s, true).await {
+                            self.refuse_cycle(e, true);
+                            return true;
+                        }
+                    }
+                    let (conn, out) = self.conn_and_buf(s);
+                    build::query(out, &sql);
+                    conn.unnamed = None;
+                    conn.expect(Expect::Query { hidden: false });
+                }
+                self.last_target = None;
+                self.cycle_shards.push_back(None);
+                self.flush_servers().await;
+                return self.run_merge(shards, plan).await;
             }
             Target::Local(actions) => {
                 self.prepare_local(&actions).await;
@@ -567,7 +596,7 @@ impl Session {
                         }
                         shards
                     }
-                    Target::Split(_) => {
+                    Target::Split(_) | Target::Merge { .. } => {
                         // route() only splits simple queries.
                         self.refuse_cycle(
                             PgError::error(

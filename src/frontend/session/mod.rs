@@ -14,6 +14,7 @@
 
 mod client;
 mod fanout;
+mod merging;
 mod relay;
 mod route;
 
@@ -329,7 +330,7 @@ impl Session {
                     Ok(0) | Err(_) => Flow::Close,
                     Ok(_) => self.on_client_input(max).await,
                 },
-                (shard, r) = relay::read_any(&mut self.backends, self.fan.as_ref().map(|f| f.current())) => match r {
+                (shard, r) = relay::read_any(&mut self.backends, self.fan.as_ref().map(|f| std::slice::from_ref(&f.shards[f.at]))) => match r {
                     Ok(0) | Err(_) => self.on_server_lost(shard).await,
                     Ok(_) => self.on_server_input(shard).await,
                 },

@@ -28,11 +28,11 @@ use crate::protocol::{frame, sqlstate, PgError};
 /// race in `select!` has read nothing.
 pub(super) async fn read_any(
     backends: &mut [Option<PooledConn>],
-    only: Option<ShardId>,
+    only: Option<&[ShardId]>,
 ) -> (ShardId, std::io::Result<usize>) {
     poll_fn(|cx| {
         for (shard, slot) in backends.iter_mut().enumerate() {
-            if only.is_some_and(|o| o != shard) {
+            if only.is_some_and(|o| !o.contains(&shard)) {
                 continue;
             }
             let Some(conn) = slot.as_mut() else { continue };
@@ -367,8 +367,8 @@ impl Session {
     pub(super) async fn settle(&mut self) -> bool {
         self.flush_servers().await;
         while !self.outstanding().is_empty() {
-            let only = self.fan.as_ref().map(|f| f.current());
-            let (shard, r) = read_any(&mut self.backends, only).await;
+            let only = self.fan.as_ref().map(|f| [f.current()]);
+            let (shard, r) = read_any(&mut self.backends, only.as_ref().map(|o| &o[..])).await;
             let flow = match r {
                 Ok(0) | Err(_) => self.on_server_lost(shard).await,
                 Ok(_) => self.on_server_input(shard).await,

@@ -38,7 +38,15 @@ pub(super) enum Target {
         transactional: bool,
     },
     /// One multi-row INSERT split by rows: each shard gets its own statement text.
+    /// One multi-row INSERT split by rows: each shard gets its own statement text.
     Split(Vec<(ShardId, String)>),
+    /// A read over several shards whose answers are merged (sorted, limited, aggregated):
+    /// each shard runs `sql`, the rewrite of the client's statement.
+    Merge {
+        shards: Vec<ShardId>,
+        sql: String,
+        plan: crate::merge::MergePlan,
+    },
     /// Transaction control or proxy settings the proxy answers itself.
     Local(Vec<LocalAction>),
     /// COMMIT (`true`) or ROLLBACK of a transaction with several participants.
@@ -315,6 +323,23 @@ impl Session {
                 return refuse(
                     "a request whose statements go to different shards: send them one by one",
                 );
+            }
+            if let (Some(m), false) = (&route.merge, route.write) {
+                if !self.simple_cycle {
+                    return refuse(format!(
+                        "a read on several shards ({names}) needs {m} merged across shards, which the extended protocol does not support yet: use the simple query protocol, fix the shard key or add a hint"
+                    ));
+                }
+                return match crate::router::rewrite::rewrite_fanout(&executing[0].sql) {
+                    Ok(rw) => Target::Merge {
+                        shards,
+                        sql: rw.shard_sql,
+                        plan: rw.plan,
+                    },
+                    Err(u) => refuse(format!(
+                        "a read on several shards ({names}) with {u} cannot be merged across shards"
+                    )),
+                };
             }
             if let Some(m) = &route.merge {
                 return refuse(format!(

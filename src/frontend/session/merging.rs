@@ -1,0 +1,244 @@
+//! Running one merged read: the rewritten statement on every shard, their answers combined by
+//! `merge::Merger` into the single answer one Postgres would give (sorted, limited,
+//! aggregated ...).
+//!
+//! The loop takes a shard's next message only when the merger wants a row from that shard, so
+//! memory stays bounded however many rows flow: the other shards wait in their sockets. Once
+//! LIMIT is satisfied outside a transaction, the shards still sending are dropped (closing the
+//! connection makes each server abandon its query) rather than read to the end. The first
+//! error from any shard, or from the merge itself, fails the statement.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncWriteExt;
+
+use super::{relay, Session};
+use crate::backend::conn::MAX_SERVER_MESSAGE;
+use crate::config::ShardId;
+use crate::merge::{MergeError, MergePlan, Merger, Progress};
+use crate::protocol::{build, decode, frame, sqlstate, PgError};
+
+/// Write to the client once this much output has collected.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// The ErrorResponse frame for a merge failure (the engine names shards by position).
+fn merge_error(e: &MergeError, cfg: &crate::config::Config, shards: &[ShardId]) -> BytesMut {
+    let mut msg = e.to_string();
+    for (i, &s) in shards.iter().enumerate() {
+        msg = msg.replace(
+            &format!("shard {i}"),
+            &format!("shard \"{}\"", cfg.shards[s].name),
+        );
+    }
+    let mut f = BytesMut::new();
+    build::error(&mut f, &PgError::error(e.sqlstate(), msg));
+    f
+}
+
+impl Session {
+    /// Merge the answers of `shards` to the statement already sent to them. Ends the cycle.
+    /// Returns false when the session must close.
+    pub(super) async fn run_merge(&mut self, shards: Vec<ShardId>, plan: MergePlan) -> bool {
+        let n = shards.len();
+        let max_rows = self.cfg.limits.max_merge_rows;
+        let in_txn = !self.participants.is_empty();
+        let mut merger: Option<Merger> = None;
+        let mut ready = vec![false; n]; // ReadyForQuery seen
+        let mut ended = vec![false; n]; // CommandComplete seen
+        let mut status = if in_txn { b'T' } else { b'I' };
+        // The statement's error, as the ErrorResponse frame to send (the first one wins).
+        let mut error: Option<BytesMut> = None;
+        let mut done = false;
+        let mut out = BytesMut::new();
+        loop {
+            let mut progressed = false;
+            for i in 0..n {
+                let s = shards[i];
+                while !ready[i] {
+                    let free = merger.is_none()
+                        || error.is_some()
+                        || done
+                        || ended[i]
+                        || merger.as_ref().is_some_and(|m| m.wants().any(|w| w == i));
+                    if !free {
+                        break;
+                    }
+                    let Some(conn) = self.backends[s].as_mut() else {
+                        ready[i] = true;
+                        break;
+                    };
+                    let conn = &mut **conn;
+                    let (tag, total) = match frame::peek_tagged(&conn.rbuf, MAX_SERVER_MESSAGE) {
+                        Ok(Some((tag, total))) if conn.rbuf.len() >= total => (tag, total),
+                        Ok(_) => break,
+                        Err(_) => {
+                            conn.broken = true;
+                            let e = PgError::fatal(
+                                sqlstate::CONNECTION_FAILURE,
+                                "malformed message from a shard",
+                            );
+                            self.send_error(&e).await;
+                            return false;
+                        }
+                    };
+                    let body = &conn.rbuf[5..total];
+                    conn.tracker.on_server(tag);
+                    let step: Result<(), MergeError> = match tag {
+                        b'T' => match merger.as_ref() {
+                            None => match crate::merge::rows::parse_row_description(body) {
+                                Ok(fields) => match plan.resolve(fields.len()) {
+                                    Some(p) => Merger::new(p.for_engine(), body, n, max_rows)
+                                        .and_then(|m| {
+                                            m.row_description(&mut out)?;
+                                            merger = Some(m);
+                                            Ok(())
+                                        }),
+                                    None => Err(MergeError::Contract(
+                                        "the shards' result has an unexpected number of columns"
+                                            .into(),
+                                    )),
+                                },
+                                Err(e) => Err(MergeError::BadRowDescription(e.to_string())),
+                            },
+                            Some(m) => m.check_row_description(i, body),
+                        },
+                        b'D' if error.is_none() && !done => match merger.as_mut() {
+                            Some(m) => m.push_row(i, body),
+                            None => {
+                                Err(MergeError::Contract("a row before its description".into()))
+                            }
+                        },
+                        b'C' => {
+                            ended[i] = true;
+                            match merger.as_mut() {
+                                Some(m) if error.is_none() && !done => m.finish_shard(i),
+                                _ => Ok(()),
+                            }
+                        }
+                        b'E' => {
+                            if error.is_none() {
+                                let mut fields = decode::error_fields(body);
+                                let note = format!("(on shard {})", self.cfg.shards[s].name);
+                                match fields.iter_mut().find(|(k, _)| *k == b'D') {
+                                    Some((_, d)) => {
+                                        d.push(' ');
+                                        d.push_str(&note);
+                                    }
+                                    None => fields.push((b'D', note)),
+                                }
+                                let mut f = BytesMut::new();
+                                build::error_fields(&mut f, fields);
+                                error = Some(f);
+                            }
+                            Ok(())
+                        }
+                        b'Z' => {
+                            let st = body.first().copied().unwrap_or(b'I');
+                            conn.tx_status = st;
+                            if st == b'E' {
+                                status = b'E';
+                            }
+                            ready[i] = true;
+                            Ok(())
+                        }
+                        b'N' | b'A' => {
+                            out.extend_from_slice(&conn.rbuf[..total]);
+                            Ok(())
+                        }
+                        _ => Ok(()),
+                    };
+                    conn.rbuf.advance(total);
+                    progressed = true;
+                    if let Err(e) = step {
+                        if error.is_none() {
+                            error = Some(merge_error(&e, &self.cfg, &shards));
+                        }
+                    }
+                    if let (Some(m), None, false) = (merger.as_mut(), &error, done) {
+                        match m.drain(&mut out) {
+                            Ok(Progress::Done) => done = true,
+                            Ok(Progress::NeedInput) => {}
+                            Err(e) => error = Some(merge_error(&e, &self.cfg, &shards)),
+                        }
+                    }
+                }
+            }
+            if out.len() >= FLUSH_AT {
+                if self.client.write_all(&out).await.is_err() {
+                    return false;
+                }
+                out.clear();
+            }
+            if ready.iter().all(|&r| r) {
+                break;
+            }
+            if done && !in_txn {
+                // LIMIT is satisfied: stop the shards still sending instead of reading on.
+                for i in 0..n {
+                    if !ready[i] {
+                        if let Some(c) = self.backends[shards[i]].as_mut() {
+                            c.broken = true;
+                        }
+                        self.release(shards[i]);
+                        ready[i] = true;
+                    }
+                }
+                break;
+            }
+            if !progressed {
+                let wanted: Vec<ShardId> = (0..n)
+                    .filter(|&i| !ready[i])
+                    .filter(|&i| {
+                        merger.is_none()
+                            || error.is_some()
+                            || done
+                            || ended[i]
+                            || merger.as_ref().is_some_and(|m| m.wants().any(|w| w == i))
+                    })
+                    .map(|i| shards[i])
+                    .collect();
+                let (shard, r) = relay::read_any(&mut self.backends, Some(&wanted)).await;
+                if !matches!(r, Ok(n) if n > 0) {
+                    // A shard went away mid-statement: the session cannot answer correctly.
+                    let _ = self.on_server_lost(shard).await;
+                    return false;
+                }
+            }
+        }
+        // The end of the cycle: the error, or what the merge still holds and the tag.
+        if error.is_none() {
+            match merger.as_mut() {
+                Some(m) => match m.drain(&mut out) {
+                    Ok(_) => build::command_complete(&mut out, &m.command_tag()),
+                    Err(e) => error = Some(merge_error(&e, &self.cfg, &shards)),
+                },
+                None => {
+                    let mut f = BytesMut::new();
+                    let e = PgError::error(
+                        sqlstate::INTERNAL_ERROR,
+                        "no shard described the merged result",
+                    );
+                    build::error(&mut f, &e);
+                    error = Some(f);
+                }
+            }
+        }
+        if let Some(f) = error {
+            out.extend_from_slice(&f);
+            if in_txn {
+                // As after any error, the transaction is failed until it ends.
+                self.proxy_aborted = true;
+                status = b'E';
+            }
+        }
+        build::ready_for_query(&mut out, status);
+        if self.client.write_all(&out).await.is_err() {
+            return false;
+        }
+        self.status = status;
+        self.end_cycle(status, false);
+        for s in shards {
+            self.maybe_release(s);
+        }
+        true
+    }
+}
