@@ -16,6 +16,28 @@ use super::GID_PREFIX;
 use crate::catalog::{pg_config, Catalog, CatalogError, Outcome};
 use crate::config::{Config, PgTarget};
 
+/// What recovery does with one prepared transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Commit,
+    Rollback,
+    /// Undecided and young: its coordinator may still be deciding.
+    Wait,
+    /// Undecided and older than the orphan timeout: record `abort` first, then obey the
+    /// decision in force (a coordinator's `commit` may have won the race).
+    ClaimAbort,
+}
+
+/// The rule recovery applies to a prepared transaction.
+pub fn action(decision: Option<Outcome>, age_secs: f64, orphan_timeout: Duration) -> Action {
+    match decision {
+        Some(Outcome::Commit) => Action::Commit,
+        Some(Outcome::Abort) => Action::Rollback,
+        None if age_secs >= orphan_timeout.as_secs_f64() => Action::ClaimAbort,
+        None => Action::Wait,
+    }
+}
+
 /// One prepared transaction found on a shard.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InDoubt {
@@ -122,13 +144,13 @@ pub async fn recover(cfg: &Config, catalog: &Catalog) -> Result<Report, CatalogE
             }
         };
         for (gid, age) in list {
-            let outcome = match catalog.decision(&gid).await? {
-                Some(o) => o,
-                None if age >= cfg.twopc.orphan_timeout.as_secs_f64() => {
-                    // Claim it first: if the coordinator recorded commit meanwhile, obey that.
-                    catalog.decide(&gid, &[], Outcome::Abort).await?
-                }
-                None => {
+            let decision = catalog.decision(&gid).await?;
+            let outcome = match action(decision, age, cfg.twopc.orphan_timeout) {
+                Action::Commit => Outcome::Commit,
+                Action::Rollback => Outcome::Abort,
+                // Claim it first: if the coordinator recorded commit meanwhile, obey that.
+                Action::ClaimAbort => catalog.decide(&gid, &[], Outcome::Abort).await?,
+                Action::Wait => {
                     report.waiting += 1;
                     still_prepared.insert(gid);
                     continue;
@@ -167,4 +189,49 @@ pub async fn recover(cfg: &Config, catalog: &Catalog) -> Result<Report, CatalogE
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What recovery does after the coordinator died at each point of the protocol (see the
+    /// `twopc` module comment), for a young and an old in-doubt transaction.
+    #[test]
+    fn recovery_at_each_crash_point() {
+        let timeout = Duration::from_secs(60);
+        let cases = [
+            // (crash point, decision on record, age, action)
+            ("during PREPARE, young", None, 5.0, Action::Wait),
+            ("during PREPARE, orphaned", None, 61.0, Action::ClaimAbort),
+            (
+                "after every PREPARE, before the decision",
+                None,
+                120.0,
+                Action::ClaimAbort,
+            ),
+            (
+                "after the decision",
+                Some(Outcome::Commit),
+                1.0,
+                Action::Commit,
+            ),
+            (
+                "after some COMMIT PREPARED",
+                Some(Outcome::Commit),
+                500.0,
+                Action::Commit,
+            ),
+            (
+                "recovery already claimed it",
+                Some(Outcome::Abort),
+                0.0,
+                Action::Rollback,
+            ),
+            ("exactly at the timeout", None, 60.0, Action::ClaimAbort),
+        ];
+        for (point, decision, age, want) in cases {
+            assert_eq!(action(decision, age, timeout), want, "{point}");
+        }
+    }
 }

@@ -38,7 +38,6 @@ pub(super) enum Target {
         transactional: bool,
     },
     /// One multi-row INSERT split by rows: each shard gets its own statement text.
-    /// One multi-row INSERT split by rows: each shard gets its own statement text.
     Split(Vec<(ShardId, String)>),
     /// A read over several shards whose answers are merged (sorted, limited, aggregated):
     /// each shard runs `sql`, the rewrite of the client's statement.
