@@ -37,7 +37,6 @@ pub enum Effect {
     /// DEALLOCATE ALL: drops every prepared statement of the connection that runs it.
     DeallocateAll,
     /// State that only this server connection holds; the reason is for logs and docs.
-    /// State that only this server connection holds; the reason is for logs and docs.
     Pin(&'static str),
 }
 

@@ -111,7 +111,6 @@ pub(super) struct Session {
     /// The BEGIN text of the open transaction, replayed on each shard that joins it.
     begin_text: String,
     /// The cycle being routed is a simple Query (its text can be rewritten per shard).
-    /// The cycle being routed is a simple Query (its text can be rewritten per shard).
     simple_cycle: bool,
     /// Cycles that contain a top-level COMMIT/ROLLBACK (their "ROLLBACK" tag discards SETs).
     rollback_cycles: Vec<u64>,
