@@ -1,6 +1,7 @@
 //! shardgate: a sharding proxy for PostgreSQL.
 //!
 //! Module map (see ARCHITECTURE.md for the invariants between them):
+//! - [`admin`]: the admin console (database `shardgate`).
 //! - [`config`]: YAML -> validated, immutable `Config` snapshot.
 //! - [`protocol`]: framing and bounded decoding of Postgres protocol messages; SQLSTATEs.
 //! - [`frontend`]: listener, startup/TLS/auth, and the per-client session state machine.
@@ -12,6 +13,7 @@
 //! - [`twopc`]: two-phase commit: coordinator, decision log, recovery.
 //! - [`cli`]: one file per subcommand.
 
+pub mod admin;
 pub mod backend;
 pub mod catalog;
 pub mod cli;

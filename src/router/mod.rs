@@ -111,6 +111,11 @@ impl Router {
         &self.inner.cfg
     }
 
+    /// The live bucket maps (for `SHOW BUCKETS`).
+    pub fn bucket_maps(&self) -> BucketMaps {
+        self.inner.maps.load().as_ref().clone()
+    }
+
     /// Install the live bucket map of a hash scheme (from the catalog).
     pub fn set_bucket_map(&self, scheme: &str, map: Vec<ShardId>) {
         let mut maps = self.inner.maps.load().as_ref().clone();

@@ -140,6 +140,12 @@ pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
         Ok(Err(e)) => return refuse(&mut stream, &e).await,
         Err(_) => return,
     };
+    if params
+        .iter()
+        .any(|(k, v)| k == "database" && v == "shardgate")
+    {
+        return admin_login(proxy, stream, rbuf, params, peer).await;
+    }
     let mut session = match tokio::time::timeout(
         LOGIN_TIMEOUT,
         Session::login(proxy, stream, rbuf, params),
@@ -156,6 +162,51 @@ pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
     tracing::debug!(%peer, "client logged in");
     session.serve().await;
     session.leave().await;
+}
+
+/// The admin console: only the `admin:` credentials open it.
+async fn admin_login(
+    proxy: Proxy,
+    mut client: TcpStream,
+    mut rbuf: BytesMut,
+    params: Vec<(String, String)>,
+    peer: SocketAddr,
+) {
+    let user = params
+        .iter()
+        .find(|(k, _)| k == "user")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let creds = proxy.inner.creds.load_full();
+    let authed = tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        auth::authenticate(&mut client, &mut rbuf, &creds, &user, true),
+    )
+    .await;
+    match authed {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "admin login refused");
+            return refuse(&mut client, &e).await;
+        }
+        Err(_) => return,
+    }
+    let mut out = BytesMut::new();
+    for (k, v) in [
+        ("server_version", "15.0 (shardgate admin)"),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO, MDY"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+    ] {
+        build::parameter_status(&mut out, k, v);
+    }
+    build::backend_key_data(&mut out, 0, 0);
+    build::ready_for_query(&mut out, b'I');
+    if client.write_all(&out).await.is_ok() {
+        crate::admin::serve(proxy, client, rbuf).await;
+    }
 }
 
 async fn refuse(stream: &mut TcpStream, e: &PgError) {
@@ -192,8 +243,8 @@ impl Session {
         }
         if database == "shardgate" {
             let e = PgError::fatal(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "the admin console is not available in this version of shardgate",
+                sqlstate::INTERNAL_ERROR,
+                "admin logins are handled before sessions",
             );
             return Err((client, e));
         }

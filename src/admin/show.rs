@@ -1,0 +1,190 @@
+//! The SHOW commands of the admin console, each rendered as a text table.
+
+use super::Table;
+use crate::config::{PoolMode, Scheme};
+use crate::frontend::Proxy;
+use crate::protocol::{sqlstate, PgError};
+use crate::router::Params;
+
+fn s(v: impl ToString) -> Option<String> {
+    Some(v.to_string())
+}
+
+/// Shards: name, address, database, user, whether the pool can reach it, default.
+pub fn shards(proxy: &Proxy) -> Table {
+    let cfg = proxy.config();
+    Table {
+        columns: vec!["name", "host", "port", "database", "user", "up", "default"],
+        rows: cfg
+            .shards
+            .iter()
+            .zip(proxy.pools())
+            .enumerate()
+            .map(|(i, (sh, pool))| {
+                vec![
+                    s(&sh.name),
+                    s(&sh.target.host),
+                    s(sh.target.port),
+                    s(&sh.target.dbname),
+                    s(&sh.target.user),
+                    s(pool.is_up()),
+                    s(i == cfg.default_shard),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// Pools, one per shard, with PgBouncer's column names.
+pub fn pools(proxy: &Proxy) -> Table {
+    let cfg = proxy.config();
+    let mode = match cfg.pool.mode {
+        PoolMode::Transaction => "transaction",
+        PoolMode::Session => "session",
+    };
+    Table {
+        columns: vec![
+            "database",
+            "user",
+            "cl_active",
+            "cl_waiting",
+            "sv_active",
+            "sv_idle",
+            "sv_used",
+            "maxwait",
+            "pool_mode",
+        ],
+        rows: cfg
+            .shards
+            .iter()
+            .zip(proxy.pools())
+            .map(|(sh, pool)| {
+                vec![
+                    s(&sh.name),
+                    s(&sh.target.user),
+                    s(proxy.client_count()),
+                    s(0),
+                    s(pool.active_count()),
+                    s(pool.idle_count()),
+                    s(0),
+                    s(0),
+                    s(mode),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// The running configuration (no secrets).
+pub fn config(proxy: &Proxy) -> Table {
+    let cfg = proxy.config();
+    let rows = vec![
+        ("listen", cfg.listen.to_string()),
+        ("database", cfg.database.clone()),
+        ("auth_method", format!("{:?}", cfg.auth_method)),
+        ("pool.mode", format!("{:?}", cfg.pool.mode)),
+        ("pool.size", cfg.pool.size.to_string()),
+        (
+            "pool.checkout_timeout",
+            format!("{:?}", cfg.pool.checkout_timeout),
+        ),
+        (
+            "pool.connect_timeout",
+            format!("{:?}", cfg.pool.connect_timeout),
+        ),
+        ("shards", cfg.shards.len().to_string()),
+        ("default_shard", cfg.shards[cfg.default_shard].name.clone()),
+        ("twopc.enabled", cfg.twopc.enabled.to_string()),
+        (
+            "twopc.orphan_timeout",
+            format!("{:?}", cfg.twopc.orphan_timeout),
+        ),
+        (
+            "limits.max_merge_rows",
+            cfg.limits.max_merge_rows.to_string(),
+        ),
+        ("tables", cfg.tables.len().to_string()),
+    ];
+    Table {
+        columns: vec!["key", "value"],
+        rows: rows.into_iter().map(|(k, v)| vec![s(k), Some(v)]).collect(),
+    }
+}
+
+/// The live bucket map of each hash scheme, as runs of buckets per shard.
+pub fn buckets(proxy: &Proxy) -> Table {
+    let cfg = proxy.config();
+    let maps = proxy.router().bucket_maps();
+    let mut rows = Vec::new();
+    for (name, scheme) in &cfg.schemes {
+        let Scheme::Hash(h) = scheme else { continue };
+        let Some(map) = maps.0.get(name) else {
+            continue;
+        };
+        let mut start = 0;
+        for b in 1..=map.len() {
+            if b == map.len() || map[b] != map[start] {
+                rows.push(vec![
+                    s(name),
+                    s(h.buckets),
+                    s(start),
+                    s(b - 1),
+                    s(&cfg.shards[map[start]].name),
+                ]);
+                start = b;
+            }
+        }
+    }
+    Table {
+        columns: vec!["scheme", "buckets", "first", "last", "shard"],
+        rows,
+    }
+}
+
+/// In-doubt two-phase transactions on every shard.
+pub async fn transactions(proxy: &Proxy) -> Result<Table, PgError> {
+    let cfg = proxy.config();
+    let catalog = proxy.catalog_for_twopc().await?;
+    let (list, unreachable) = crate::twopc::recovery::list(&cfg, &catalog)
+        .await
+        .map_err(|e| PgError::error(sqlstate::CONNECTION_FAILURE, e.to_string()))?;
+    let mut rows: Vec<Vec<Option<String>>> = list
+        .into_iter()
+        .map(|t| {
+            let decision = match t.decision {
+                Some(crate::catalog::Outcome::Commit) => "commit",
+                Some(crate::catalog::Outcome::Abort) => "abort",
+                None => "undecided",
+            };
+            vec![
+                s(&t.shard),
+                s(&t.gid),
+                s(format!("{:.1}", t.age_secs)),
+                s(decision),
+                s(t.participants.join(",")),
+            ]
+        })
+        .collect();
+    for u in unreachable {
+        rows.push(vec![s(u), None, None, s("unreachable"), None]);
+    }
+    Ok(Table {
+        columns: vec!["shard", "gid", "age_s", "decision", "participants"],
+        rows,
+    })
+}
+
+/// The route of a statement, as `shardgate explain` prints it.
+pub fn route(proxy: &Proxy, sql: &str) -> Table {
+    let text = proxy.router().explain(sql, &Params::default());
+    Table {
+        columns: vec!["field", "value"],
+        rows: text
+            .lines()
+            .map(|l| match l.split_once(": ") {
+                Some((k, v)) => vec![s(k), s(v)],
+                None => vec![None, s(l)],
+            })
+            .collect(),
+    }
+}
