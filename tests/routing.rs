@@ -165,13 +165,20 @@ async fn fan_out_reads_concatenate_and_refusals_are_0a000() {
         ),
         ["u"]
     );
-    // ... refused, never partial, where they cannot be (the extended protocol for now, and
-    // constructs the merge does not support).
-    let e = c
-        .query("select id from users order by id", &[])
+    // ... in the extended protocol too (binary results) ...
+    let rows = c
+        .query("select id from users order by id desc limit 3", &[])
         .await
-        .unwrap_err();
-    assert_eq!(code(&e), "0A000", "{e}");
+        .unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, vec![90, 89, 88]);
+    let n: i64 = c
+        .query_one("select count(*) from users where id > $1", &[&10i64])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 80);
+    // ... and refused, never partial, where the merge cannot do it.
     let e = c
         .simple_query("select count(distinct name) from users")
         .await

@@ -163,6 +163,14 @@ pub fn query(buf: &mut BytesMut, sql: &str) {
     finish(buf, at);
 }
 
+/// Execute a portal (`max_rows` 0: all rows).
+pub fn execute(buf: &mut BytesMut, portal: &[u8], max_rows: i32) {
+    let at = begin(buf, b'E');
+    cstr(buf, portal);
+    buf.put_i32(max_rows);
+    finish(buf, at);
+}
+
 pub fn sync(buf: &mut BytesMut) {
     let at = begin(buf, b'S');
     finish(buf, at);

@@ -170,6 +170,29 @@ pub fn bind_params(rest: &[u8]) -> Result<BindParams<'_>, DecodeError> {
     Ok((formats, values))
 }
 
+/// A validated Bind's `rest` split into its parameter section (format codes and values,
+/// verbatim) and its result-format codes.
+pub fn bind_results(rest: &[u8]) -> Result<(&[u8], Vec<i16>), DecodeError> {
+    let mut c = Cursor::new(rest, "Bind");
+    let nformats = c.count()?;
+    c.take(nformats * 2)?;
+    let nparams = c.count()?;
+    for _ in 0..nparams {
+        let len = c.i32()?;
+        if len > 0 {
+            c.take(len as usize)?;
+        }
+    }
+    let params = &rest[..rest.len() - c.buf.len()];
+    let nresults = c.count()?;
+    let mut results = Vec::with_capacity(nresults);
+    for _ in 0..nresults {
+        results.push(c.i16()?);
+    }
+    c.end()?;
+    Ok((params, results))
+}
+
 /// `D` and `C`: Describe and Close share a shape: a kind byte (`S`tatement or `P`ortal)
 /// and a name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,8 +37,16 @@ fn merge_error(e: &MergeError, cfg: &crate::config::Config, shards: &[ShardId]) 
 impl Session {
     /// Merge the answers of `shards` to the statement already sent to them. Ends the cycle.
     /// Returns false when the session must close.
-    pub(super) async fn run_merge(&mut self, shards: Vec<ShardId>, plan: MergePlan) -> bool {
+    pub(super) async fn run_merge(
+        &mut self,
+        shards: Vec<ShardId>,
+        plan: MergePlan,
+        ext: Option<(BytesMut, bool)>,
+    ) -> bool {
         let n = shards.len();
+        // In the extended protocol the client gets the answers to its own messages first
+        // (ParseComplete, BindComplete), and a RowDescription only if it asked (Describe).
+        let describe = ext.as_ref().is_none_or(|(_, d)| *d);
         let max_rows = self.cfg.limits.max_merge_rows;
         let in_txn = !self.participants.is_empty();
         let mut merger: Option<Merger> = None;
@@ -49,6 +57,9 @@ impl Session {
         let mut error: Option<BytesMut> = None;
         let mut done = false;
         let mut out = BytesMut::new();
+        if let Some((prefix, _)) = &ext {
+            out.extend_from_slice(prefix);
+        }
         loop {
             let mut progressed = false;
             for i in 0..n {
@@ -88,7 +99,9 @@ impl Session {
                                 Ok(fields) => match plan.resolve(fields.len()) {
                                     Some(p) => Merger::new(p.for_engine(), body, n, max_rows)
                                         .and_then(|m| {
-                                            m.row_description(&mut out)?;
+                                            if describe {
+                                                m.row_description(&mut out)?;
+                                            }
                                             merger = Some(m);
                                             Ok(())
                                         }),

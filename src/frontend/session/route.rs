@@ -323,12 +323,7 @@ impl Session {
                     "a request whose statements go to different shards: send them one by one",
                 );
             }
-            if let (Some(m), false) = (&route.merge, route.write) {
-                if !self.simple_cycle {
-                    return refuse(format!(
-                        "a read on several shards ({names}) needs {m} merged across shards, which the extended protocol does not support yet: use the simple query protocol, fix the shard key or add a hint"
-                    ));
-                }
+            if let (Some(_), false) = (&route.merge, route.write) {
                 return match crate::router::rewrite::rewrite_fanout(&executing[0].sql) {
                     Ok(rw) => Target::Merge {
                         shards,
