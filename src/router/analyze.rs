@@ -47,8 +47,27 @@ pub enum Plan {
     Control(Kind),
     /// A routing hint overrides everything.
     Hinted(Hint),
+    /// `COPY ... FROM STDIN` into a sharded (`scheme` Some) or reference table: the session
+    /// splits the rows by key (or sends every row everywhere).
+    CopyIn(CopySpec),
     /// Cannot run correctly across shards (0A000); the message names the construct.
     Refuse(String),
+}
+
+/// What the session needs to split COPY data rows by shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySpec {
+    pub table: String,
+    /// The table's scheme; None for a reference table (every row to every shard).
+    pub scheme: Option<String>,
+    pub key_type: KeyType,
+    /// Position of the key among the COPY's columns.
+    pub key_pos: usize,
+    pub csv: bool,
+    pub delimiter: u8,
+    pub quote: u8,
+    pub escape: u8,
+    pub header: bool,
 }
 
 /// Analyse one statement (the text of one statement, as `split_statements` gives it).
@@ -193,36 +212,51 @@ fn plan_statement<T: Tables>(stmt: &Statement, tables: &T) -> Plan {
             plan_from_walk(&walk, true, None)
         }
         Statement::Insert(ins) => plan_insert(ins, tables),
-        Statement::Copy { source, to, .. } => match source {
+        Statement::Copy {
+            source,
+            to,
+            target,
+            options,
+            ..
+        } => match source {
             sqlparser::ast::CopySource::Query(q) => {
+                // Concatenated like any read; one that needs a merge is refused by the session
+                // (the merge rewrites SELECTs, not COPY).
                 let walk = collect(q.as_ref(), tables);
                 match plan_from_walk(&walk, false, merge_need(q)) {
-                    // Rows from several shards would need their COPY streams joined.
-                    Plan::Sharded { keys: None, .. } => Plan::Refuse(
-                        "COPY (query) TO over every shard (arrives with cross-shard COPY)".into(),
-                    ),
-                    Plan::Sharded { scheme, table, key_type, keys, write, must_be_single, .. } => Plan::Sharded {
-                        scheme,
-                        table,
-                        key_type,
-                        keys,
-                        write,
-                        merge: Some("COPY (query) TO over several shards".into()),
-                        must_be_single,
-                    },
+                    Plan::Sharded { merge: Some(m), .. } => Plan::Refuse(format!(
+                        "COPY (query) TO STDOUT over several shards with {m} (rows cannot be merged inside COPY)"
+                    )),
                     other => other,
                 }
             }
-            sqlparser::ast::CopySource::Table { table_name, .. } => match tables.lookup(table_name) {
+            sqlparser::ast::CopySource::Table {
+                table_name,
+                columns,
+            } => match tables.lookup(table_name) {
                 None => Plan::Default("table is not configured"),
-                Some((t, TableMeta::Reference)) if *to => Plan::Reference { write: false, table: t },
-                Some((t, TableMeta::Reference)) => Plan::Refuse(format!(
-                    "COPY into reference table \"{t}\" must write every shard atomically (arrives with two-phase commit)"
+                Some((t, TableMeta::Reference)) if *to => Plan::Reference {
+                    write: false,
+                    table: t,
+                },
+                Some((t, _)) if *to && copy_header(options) => Plan::Refuse(format!(
+                    "COPY sharded table \"{t}\" TO STDOUT with HEADER (each shard would send one)"
                 )),
-                Some((t, TableMeta::Sharded { .. })) => Plan::Refuse(format!(
-                    "COPY {} sharded table \"{t}\" (arrives with cross-shard COPY)",
-                    if *to { "from" } else { "into" }
-                )),
+                Some((
+                    t,
+                    TableMeta::Sharded {
+                        scheme, key_type, ..
+                    },
+                )) if *to => Plan::Sharded {
+                    scheme,
+                    table: t,
+                    key_type,
+                    keys: None,
+                    write: false,
+                    merge: None,
+                    must_be_single: false,
+                },
+                Some((t, meta)) => copy_in(t, meta, columns, target, options),
             },
         },
         Statement::Explain { statement, .. } => match plan_statement(statement, tables) {
@@ -276,10 +310,12 @@ fn plan_statement<T: Tables>(stmt: &Statement, tables: &T) -> Plan {
         },
         Statement::StartTransaction { .. } => Plan::Control(Kind::Begin),
         Statement::Commit { .. } => Plan::Control(Kind::Commit),
-        Statement::Rollback { savepoint: None, .. } => Plan::Control(Kind::Rollback),
-        Statement::Rollback { .. } | Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. } => {
-            Plan::Control(Kind::Savepoint)
-        }
+        Statement::Rollback {
+            savepoint: None, ..
+        } => Plan::Control(Kind::Rollback),
+        Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => Plan::Control(Kind::Savepoint),
         other => {
             // Views, functions, grants ...: whatever they name decides.
             let mut found = None;
@@ -623,4 +659,86 @@ fn plan_insert<T: Tables>(ins: &sqlparser::ast::Insert, tables: &T) -> Plan {
         merge: None,
         must_be_single: false,
     }
+}
+
+fn copy_header(options: &[sqlparser::ast::CopyOption]) -> bool {
+    options
+        .iter()
+        .any(|o| matches!(o, sqlparser::ast::CopyOption::Header(true)))
+}
+
+/// `COPY t (cols) FROM STDIN [WITH (...)]` into a configured table.
+fn copy_in(
+    table: String,
+    meta: TableMeta,
+    columns: &[sqlparser::ast::Ident],
+    target: &sqlparser::ast::CopyTarget,
+    options: &[sqlparser::ast::CopyOption],
+) -> Plan {
+    use sqlparser::ast::CopyOption;
+    if !matches!(target, sqlparser::ast::CopyTarget::Stdin) {
+        return Plan::Refuse(format!(
+            "COPY into configured table \"{table}\" from a server-side file or program (use FROM STDIN)"
+        ));
+    }
+    let mut spec = CopySpec {
+        table: table.clone(),
+        scheme: None,
+        key_type: KeyType::Bigint,
+        key_pos: 0,
+        csv: false,
+        delimiter: b'\t',
+        quote: b'"',
+        escape: b'"',
+        header: false,
+    };
+    let mut escape_set = false;
+    for o in options {
+        match o {
+            CopyOption::Format(f) if f.value.eq_ignore_ascii_case("csv") => {
+                spec.csv = true;
+                if spec.delimiter == b'\t' {
+                    spec.delimiter = b',';
+                }
+            }
+            CopyOption::Format(f) if f.value.eq_ignore_ascii_case("text") => {}
+            CopyOption::Format(f) => {
+                return Plan::Refuse(format!("COPY FORMAT {} into a configured table", f.value))
+            }
+            CopyOption::Delimiter(c) if c.is_ascii() => spec.delimiter = *c as u8,
+            CopyOption::Quote(c) if c.is_ascii() => spec.quote = *c as u8,
+            CopyOption::Escape(c) if c.is_ascii() => {
+                spec.escape = *c as u8;
+                escape_set = true;
+            }
+            CopyOption::Header(h) => spec.header = *h,
+            CopyOption::Null(_)
+            | CopyOption::ForceNotNull(_)
+            | CopyOption::ForceNull(_)
+            | CopyOption::Freeze(_) => {}
+            other => return Plan::Refuse(format!("COPY option {other} into a configured table")),
+        }
+    }
+    if !escape_set {
+        spec.escape = spec.quote;
+    }
+    if let TableMeta::Sharded {
+        scheme,
+        key,
+        key_type,
+    } = meta
+    {
+        let names: Vec<String> = columns.iter().map(ident_name).collect();
+        let Some(pos) = names.iter().position(|c| *c == key) else {
+            return Plan::Refuse(if names.is_empty() {
+                format!("COPY into sharded table \"{table}\" must name its columns, including the shard key \"{key}\"")
+            } else {
+                format!("COPY into sharded table \"{table}\" without the shard key \"{key}\"")
+            });
+        };
+        spec.scheme = Some(scheme);
+        spec.key_type = key_type;
+        spec.key_pos = pos;
+    }
+    Plan::CopyIn(spec)
 }

@@ -315,6 +315,28 @@ impl<D: DirectoryLookup> Placer<'_, D> {
             Plan::Broadcast { what } => {
                 self.route_for(all, RouteClass::All, true, None, what.clone())
             }
+            Plan::CopyIn(spec) => match &spec.scheme {
+                Some(scheme) => self.route_for(
+                    self.scheme_shards(scheme),
+                    RouteClass::All,
+                    true,
+                    None,
+                    format!(
+                        "COPY into {}: rows split by key over every shard of scheme {scheme}",
+                        spec.table
+                    ),
+                ),
+                None => self.route_for(
+                    all,
+                    RouteClass::Reference,
+                    true,
+                    None,
+                    format!(
+                        "COPY into reference table {}: every row to every shard",
+                        spec.table
+                    ),
+                ),
+            },
             Plan::Maintenance => Decision::Route(Route {
                 shards: all,
                 class: RouteClass::All,

@@ -177,6 +177,7 @@ impl Session {
                     return Ok(Flow::Close);
                 }
             }
+            ClientMessage::Copy if self.copy_in.is_some() => self.split_copy(&f),
             ClientMessage::Copy => {
                 // COPY data goes to the connection running the COPY; outside COPY, Postgres
                 // ignores these messages, and so does the proxy.
@@ -271,6 +272,18 @@ impl Session {
                 for &s in &shards {
                     self.send(s, f, Some(Expect::Query { hidden: false }));
                 }
+            }
+            Target::CopyIn { shards, spec } => {
+                let texts: Vec<(ShardId, Option<String>)> =
+                    shards.iter().map(|&s| (s, None)).collect();
+                if let Err(e) = self.start_multi(&texts, true, true).await {
+                    self.refuse_cycle(e, true);
+                    return true;
+                }
+                for &s in &shards {
+                    self.send(s, f, Some(Expect::Query { hidden: false }));
+                }
+                self.copy_in = Some(super::copy::CopySplit::new(spec, shards));
             }
             Target::Split(parts) => {
                 let texts: Vec<(ShardId, Option<String>)> =
@@ -600,6 +613,17 @@ impl Session {
                         return self
                             .send_merge_batch(&frames, shards, sql, plan, synced)
                             .await;
+                    }
+                    Target::CopyIn { shards, spec } => {
+                        let texts: Vec<(ShardId, Option<String>)> =
+                            shards.iter().map(|&s| (s, None)).collect();
+                        if let Err(e) = self.start_multi(&texts, true, true).await {
+                            self.refuse_cycle(e, false);
+                            self.after_refusal(synced);
+                            return true;
+                        }
+                        self.copy_in = Some(super::copy::CopySplit::new(spec, shards.clone()));
+                        shards
                     }
                     Target::Split(_) => {
                         // route() only splits simple queries.
@@ -1104,5 +1128,86 @@ impl Session {
         self.cycle_shards.push_back(None);
         self.flush_servers().await;
         self.run_merge(shards, plan, Some((prefix, describe))).await
+    }
+}
+
+impl Session {
+    /// COPY data for a COPY split by shard: rows to their shards; CopyDone/CopyFail to all.
+    fn split_copy(&mut self, f: &Frame) {
+        let Some(mut split) = self.copy_in.take() else {
+            return;
+        };
+        let router = self.proxy.router().clone();
+        let (scheme, table, key_type) = (
+            split.spec.scheme.clone(),
+            split.spec.table.clone(),
+            split.spec.key_type,
+        );
+        let place = move |k: &crate::router::KeyValue| -> Result<ShardId, String> {
+            let Some(scheme) = &scheme else {
+                return Err("no scheme".into());
+            };
+            let plan = Plan::Sharded {
+                scheme: scheme.clone(),
+                table: table.clone(),
+                key_type,
+                keys: Some(vec![crate::router::keys::KeySource::Literal(k.clone())]),
+                write: true,
+                merge: None,
+                must_be_single: false,
+            };
+            match router.decide(&plan, &Params::default(), &crate::router::NoDirectory) {
+                crate::router::Decision::Route(r) if r.shards.len() == 1 => Ok(r.shards[0]),
+                crate::router::Decision::Lookup { .. } => Err(
+                    "COPY into a directory-scheme table needs its keys looked up first: insert the rows instead".into(),
+                ),
+                other => Err(format!("cannot place a COPY row: {other:?}")),
+            }
+        };
+        let rows = match f.tag {
+            b'd' => split.feed(f.body(), &place),
+            b'c' => split.finish(&place),
+            _ => Ok(Vec::new()),
+        };
+        let shards = split.shards.clone();
+        match rows {
+            Ok(rows) => {
+                for (shard, data) in rows {
+                    let out = &mut self.swbufs[shard];
+                    out.extend_from_slice(b"d");
+                    out.extend_from_slice(&((data.len() + 4) as i32).to_be_bytes());
+                    out.extend_from_slice(&data);
+                }
+                if f.tag == b'd' {
+                    self.copy_in = Some(split);
+                    return;
+                }
+                // CopyDone or CopyFail: to every shard, and the COPY is over.
+                for &s in &shards {
+                    self.swbufs[s].extend_from_slice(&f.raw);
+                }
+                if !self.simple_cycle {
+                    // The extended protocol's Sync that follows belongs to this COPY: every
+                    // shard of it waits for one.
+                    self.batch_target = Some(shards);
+                }
+            }
+            Err(why) => {
+                // Fail the COPY everywhere: nothing of it commits, and each shard reports it.
+                let why = why.replace('\0', "");
+                let mut fail = bytes::BytesMut::new();
+                fail.extend_from_slice(b"f");
+                fail.extend_from_slice(&((why.len() + 5) as i32).to_be_bytes());
+                fail.extend_from_slice(why.as_bytes());
+                fail.extend_from_slice(&[0]);
+                for &s in &shards {
+                    self.swbufs[s].extend_from_slice(&fail);
+                }
+                if !self.simple_cycle {
+                    self.batch_target = Some(shards);
+                }
+                // Data the client still sends for this COPY is ignored, as a server does.
+            }
+        }
     }
 }

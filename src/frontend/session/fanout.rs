@@ -26,6 +26,8 @@ pub(super) struct FanOut {
     failed: bool,
     /// The worst transaction status the shards reported: `E` over `T` over `I`.
     status: u8,
+    /// A COPY TO STDOUT: the client needs one CopyDone before the tag.
+    copy_out: bool,
 }
 
 /// How a multi-shard cycle ended, for the session to answer the client.
@@ -35,6 +37,7 @@ pub(super) struct FanEnd {
     pub tag: Option<String>,
     pub failed: bool,
     pub status: u8,
+    pub copy_out: bool,
 }
 
 /// What to do with one frame of the shard being read.
@@ -68,6 +71,7 @@ impl FanOut {
             counted: false,
             failed: false,
             status: b'I',
+            copy_out: false,
         }
     }
 
@@ -100,6 +104,7 @@ impl FanOut {
                     tag,
                     failed: self.failed,
                     status: self.status,
+                    copy_out: self.copy_out && !self.failed,
                 }))
             }
             b'C' => {
@@ -129,7 +134,13 @@ impl FanOut {
                 Fate::Replace(out)
             }
             _ if self.failed => Fate::Hide,
-            b'D' | b'N' | b'A' => Fate::Forward,
+            b'D' | b'd' | b'N' | b'A' => Fate::Forward,
+            b'H' if self.first() => {
+                self.copy_out = true;
+                Fate::Forward
+            }
+            // One CopyDone for the whole COPY TO, sent at the end.
+            b'c' => Fate::Hide,
             b'S' => Fate::Hide,
             // Statement-level answers (ParseComplete, BindComplete, RowDescription, ...) once.
             _ if self.first() => Fate::Forward,

@@ -13,6 +13,7 @@
 //! to Sync) is routed as a unit; a read over several shards is concatenated (`fanout.rs`).
 
 mod client;
+mod copy;
 mod fanout;
 mod merging;
 mod relay;
@@ -124,6 +125,8 @@ pub(super) struct Session {
     utf8_client: bool,
     /// A read being concatenated from several shards.
     fan: Option<fanout::FanOut>,
+    /// COPY FROM STDIN data being split by shard.
+    copy_in: Option<copy::CopySplit>,
     /// The shard of each cycle sent, oldest first, to learn where a transaction opened.
     cycle_shards: std::collections::VecDeque<Option<ShardId>>,
 }
@@ -301,6 +304,7 @@ impl Session {
                 .find(|(k, _)| k.eq_ignore_ascii_case("client_encoding"))
                 .is_none_or(|(_, v)| is_utf8(v)),
             fan: None,
+            copy_in: None,
             cycle_shards: std::collections::VecDeque::new(),
             cfg,
         };

@@ -175,9 +175,17 @@ impl Session {
             }
         }
         // Syncs the server ignored during COPY IN: their cycles end with the COPY's.
-        for _ in 0..conn.tracker.take_dropped_syncs() {
-            self.cycle_shards.pop_front();
-            self.done_cycles += 1;
+        let dropped = conn.tracker.take_dropped_syncs();
+        // One client cycle per ignored Sync, however many shards ran the COPY.
+        if self
+            .fan
+            .as_ref()
+            .is_none_or(|f| f.shards.first() == Some(&shard))
+        {
+            for _ in 0..dropped {
+                self.cycle_shards.pop_front();
+                self.done_cycles += 1;
+            }
         }
         let write = if direct {
             let r = self.client.write_all(&conn.rbuf[..off]).await;
@@ -387,6 +395,10 @@ impl Session {
     /// rolled back if any shard failed. Returns false when the session must close.
     async fn finish_multi(&mut self, end: super::fanout::FanEnd) -> bool {
         let mut out = bytes::BytesMut::new();
+        if end.copy_out {
+            crate::protocol::build::simple(&mut out, b'c');
+        }
+        self.copy_in = None;
         let status = if self.implicit {
             self.implicit = false;
             if end.failed || end.status == b'E' {

@@ -46,6 +46,12 @@ pub(super) enum Target {
         sql: String,
         plan: crate::merge::MergePlan,
     },
+    /// `COPY ... FROM STDIN` into a configured table over several shards: the session splits
+    /// the client's rows by key.
+    CopyIn {
+        shards: Vec<ShardId>,
+        spec: crate::router::analyze::CopySpec,
+    },
     /// Transaction control or proxy settings the proxy answers itself.
     Local(Vec<LocalAction>),
     /// COMMIT (`true`) or ROLLBACK of a transaction with several participants.
@@ -354,6 +360,12 @@ impl Session {
                 return refuse(
                     "a transaction over several shards needs two-phase commit, which is disabled",
                 );
+            }
+            if let Plan::CopyIn(spec) = executing[0].plan.as_ref() {
+                return Target::CopyIn {
+                    shards,
+                    spec: spec.clone(),
+                };
             }
             if let Some(rows) = &route.row_shards {
                 // A multi-row INSERT: each shard gets its own rows.
