@@ -307,9 +307,11 @@ async fn crash_after_first_commit_is_committed() {
 
 #[tokio::test]
 async fn twopc_cli_lists_and_recovers() {
+    // A long orphan timeout keeps the proxy's background recovery (every timeout/2) from
+    // settling the decided transaction before the CLI sees it.
     let (p, direct) = setup_with(
         "twopc_cli",
-        "twopc: { enabled: true, orphan_timeout: 1s }\n",
+        "twopc: { enabled: true, orphan_timeout: 1h }\n",
     )
     .await;
     let proxy = p.running.as_ref().unwrap().proxy().clone();
@@ -329,7 +331,7 @@ async fn twopc_cli_lists_and_recovers() {
         &common::proxy::ProxyOpts {
             shards: 3,
             extra: format!(
-                "{}twopc: {{ enabled: true, orphan_timeout: 1s }}\n",
+                "{}twopc: {{ enabled: true, orphan_timeout: 1h }}\n",
                 common::trap::SCHEMES
             ),
             ..Default::default()
@@ -356,8 +358,18 @@ async fn twopc_cli_lists_and_recovers() {
     .unwrap();
     let text = String::from_utf8_lossy(&list.stdout).to_string();
     assert!(list.status.success(), "{text}");
+    // The proxy's own recovery pass at start may already have finished one participant.
+    let listed: usize = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix('(')?
+                .strip_suffix(" in-doubt)")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
     assert!(
-        text.contains("(2 in-doubt)") && text.contains("commit"),
+        (1..=2).contains(&listed) && text.contains("commit"),
         "{text}"
     );
     let rec = tokio::task::spawn_blocking(move || run(&["twopc", "recover"]))
@@ -365,7 +377,7 @@ async fn twopc_cli_lists_and_recovers() {
         .unwrap();
     let text = String::from_utf8_lossy(&rec.stdout).to_string();
     assert!(rec.status.success(), "{text}");
-    assert!(text.contains("committed 2"), "{text}");
+    assert!(text.contains(&format!("committed {listed}")), "{text}");
     for d in &direct {
         assert_eq!(prepared(d).await, 0);
     }
