@@ -477,3 +477,99 @@ async fn copy_splits_rows_by_key_and_gathers_them() {
         assert_eq!(prepared(d).await, 0);
     }
 }
+
+/// Frames for one extended-protocol batch: Parse, then Bind+Execute per row, then Sync.
+fn insert_batch(rows: &[(i64, &str)]) -> Vec<u8> {
+    use common::proxy::frame;
+    let mut out = Vec::new();
+    let mut p = b"\0insert into users (id, name) values ($1, $2)\0".to_vec();
+    p.extend_from_slice(&0i16.to_be_bytes());
+    out.extend(frame(b'P', &p));
+    for (id, name) in rows {
+        let mut b = b"\0\0".to_vec();
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&2i16.to_be_bytes());
+        for v in [id.to_string(), name.to_string()] {
+            b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            b.extend_from_slice(v.as_bytes());
+        }
+        b.extend_from_slice(&0i16.to_be_bytes());
+        out.extend(frame(b'B', &b));
+        out.extend(frame(b'E', b"\0\0\0\0\0"));
+    }
+    out.extend(frame(b'S', b""));
+    out
+}
+
+/// Read up to ReadyForQuery: the tags, the SQLSTATE of any error, and the status.
+async fn answers(c: &mut common::proxy::RawClient) -> (String, Option<String>, u8) {
+    let (mut tags, mut code, mut status) = (String::new(), None, 0);
+    while let Some((tag, body)) = c.read_msg().await {
+        tags.push(tag as char);
+        if tag == b'E' {
+            code = Some(common::proxy::RawClient::sqlstate(&body));
+        }
+        if tag == b'Z' {
+            status = body[0];
+            break;
+        }
+    }
+    (tags, code, status)
+}
+
+#[tokio::test]
+async fn a_batch_over_several_shards_runs_statement_by_statement() {
+    let (p, direct) = setup_with("twopc_batch", "").await;
+    let raw_proxy = common::proxy::start_proxy_on(
+        &p.db,
+        common::proxy::ProxyOpts {
+            shards: 3,
+            auth_method: "trust",
+            extra: common::trap::SCHEMES.to_string(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut c = common::proxy::RawClient::login(raw_proxy.addr, "app", &p.db).await;
+    let [k0, k1, k2] = keys();
+    // Outside a transaction: one atomic batch over three shards (JDBC executeBatch).
+    c.send(&insert_batch(&[(k0, "a"), (k1, "b"), (k2, "c")]))
+        .await;
+    let (tags, code, status) = answers(&mut c).await;
+    assert_eq!((tags.as_str(), code, status), ("12C2C2CZ", None, b'I'));
+    for d in &direct {
+        assert_eq!(count(d, "select count(*) from users").await, 1);
+        assert_eq!(prepared(d).await, 0);
+    }
+    // A failing row fails the batch: nothing of it stays on any shard.
+    let k = |s, n| (1..).filter(|&k| owner(k) == s).nth(n).unwrap();
+    c.send(&insert_batch(&[
+        (k(0, 1), "d"),
+        (k(1, 1), "e"),
+        (k1, "duplicate"),
+    ]))
+    .await;
+    let (tags, code, status) = answers(&mut c).await;
+    assert_eq!(
+        (tags.as_str(), code.as_deref(), status),
+        ("12C2C2EZ", Some("23505"), b'I')
+    );
+    for d in &direct {
+        assert_eq!(
+            count(d, "select count(*) from users").await,
+            1,
+            "rolled back everywhere"
+        );
+    }
+    // Inside a transaction: shards join it; COMMIT commits them all.
+    c.send(&common::proxy::frame(b'Q', b"begin\0")).await;
+    assert_eq!(answers(&mut c).await.2, b'T');
+    c.send(&insert_batch(&[(k(0, 2), "f"), (k(2, 2), "g")]))
+        .await;
+    let (tags, _, status) = answers(&mut c).await;
+    assert_eq!((tags.as_str(), status), ("12C2CZ", b'T'));
+    c.send(&common::proxy::frame(b'Q', b"commit\0")).await;
+    assert_eq!(answers(&mut c).await.2, b'I');
+    assert_eq!(count(&direct[0], "select count(*) from users").await, 2);
+    assert_eq!(count(&direct[2], "select count(*) from users").await, 2);
+}

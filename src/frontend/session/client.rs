@@ -331,6 +331,13 @@ impl Session {
                 }
                 self.finish_cycle_locally();
             }
+            Target::PerStatement { .. } => self.refuse_cycle(
+                PgError::error(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "statements of one query go to different shards",
+                ),
+                true,
+            ),
             Target::EndMulti { commit } => match self.end_multi(commit).await {
                 Ok(tag) => {
                     build::command_complete(&mut self.cwbuf, tag);
@@ -466,7 +473,7 @@ impl Session {
     /// Make sure a transaction the client opened is open on `shard` too, when the cycle
     /// `executes` a statement (preparing one does not decide where the transaction runs): the
     /// deferred BEGIN goes to the first shard, and each further shard joins with the same BEGIN.
-    async fn begin_on(&mut self, shard: ShardId, executes: bool) -> Result<(), PgError> {
+    pub(super) async fn begin_on(&mut self, shard: ShardId, executes: bool) -> Result<(), PgError> {
         self.ensure_backend(shard).await?;
         self.last_target = Some(shard);
         if !executes {
@@ -614,6 +621,20 @@ impl Session {
                             .send_merge_batch(&frames, shards, sql, plan, synced)
                             .await;
                     }
+                    Target::PerStatement { .. } if !synced || has_row_limit(&frames) => {
+                        self.refuse_cycle(
+                            PgError::error(
+                                sqlstate::FEATURE_NOT_SUPPORTED,
+                                "a batch whose statements go to different shards, split by Flush or with Execute row limits",
+                            ),
+                            false,
+                        );
+                        self.after_refusal(synced);
+                        return true;
+                    }
+                    Target::PerStatement { write } => {
+                        return self.run_per_statement(&frames, write).await;
+                    }
                     Target::CopyIn { shards, spec } => {
                         let texts: Vec<(ShardId, Option<String>)> =
                             shards.iter().map(|&s| (s, None)).collect();
@@ -707,7 +728,7 @@ impl Session {
 
     /// The statements of a batch: each Bind with its parameters (it executes), and each
     /// Parse or statement Describe (it only prepares).
-    fn batch_items<'a>(&self, frames: &'a [Frame]) -> Vec<Item<'a>> {
+    pub(super) fn batch_items<'a>(&self, frames: &'a [Frame]) -> Vec<Item<'a>> {
         let mut items = Vec::new();
         for f in frames {
             let (stmt, params, executes) = match decode::client(f.tag, f.body()) {
@@ -785,7 +806,7 @@ impl Session {
     }
 
     /// Queue one extended-protocol frame for `shard`, renaming statements as needed.
-    fn emit(&mut self, shard: ShardId, f: &Frame) {
+    pub(super) fn emit(&mut self, shard: ShardId, f: &Frame) {
         let Ok(msg) = decode::client(f.tag, f.body()) else {
             return;
         };

@@ -16,6 +16,7 @@ mod client;
 mod copy;
 mod fanout;
 mod merging;
+mod per_statement;
 mod relay;
 mod route;
 

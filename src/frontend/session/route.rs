@@ -52,6 +52,11 @@ pub(super) enum Target {
         shards: Vec<ShardId>,
         spec: crate::router::analyze::CopySpec,
     },
+    /// An extended-protocol batch whose statements each go to one shard, but not the same one
+    /// (JDBC executeBatch, executemany): run statement by statement, in message order.
+    PerStatement {
+        write: bool,
+    },
     /// Transaction control or proxy settings the proxy answers itself.
     Local(Vec<LocalAction>),
     /// COMMIT (`true`) or ROLLBACK of a transaction with several participants.
@@ -294,6 +299,7 @@ impl Session {
         let mut fixed: Vec<ShardId> = Vec::new();
         let mut multi: Option<(Vec<ShardId>, crate::router::Route)> = None;
         let mut data = 0;
+        let mut any_write = false;
         for item in items {
             let d = match self.decide(item).await {
                 Ok(d) => d,
@@ -313,6 +319,7 @@ impl Session {
                 continue;
             }
             data += 1;
+            any_write |= route.write;
             if route.shards.len() == 1 {
                 fixed.push(route.shards[0]);
             } else {
@@ -398,6 +405,10 @@ impl Session {
                     .unwrap_or(self.cfg.default_shard),
             ),
             [s] => self.join_check(*s),
+            many if !self.simple_cycle && (self.cfg.twopc.enabled || !any_write) => {
+                let _ = many;
+                Target::PerStatement { write: any_write }
+            }
             many => refuse(format!(
                 "statements of one request go to different shards ({}): send them one by one",
                 self.names(many)
