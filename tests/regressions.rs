@@ -1016,7 +1016,6 @@ async fn function_call_after_begin_runs_in_transaction() {
 /// F22: a Query arriving after an unsynced extended batch ends that batch; the next batch is
 /// routed by its own parameters, not to the previous batch's shard.
 #[tokio::test]
-#[ignore = "reason: still fails: the Parse/Bind/Execute + Query exchange is answered like Postgres (12CTDCZ, key on s0), but the next batch Parse/Bind/Execute/Sync for a key on s1 is refused: EZ 0A000 'the parts of a batch split by Flush go to different shards' (the same batch sent again then succeeds)"]
 async fn query_after_unsynced_batch_does_not_leave_stale_target() {
     let (p, direct) = setup("rg_stale_target", "transaction", 4).await;
     let mut c = RawClient::login(p.addr, "app", &p.db).await;
