@@ -1054,7 +1054,6 @@ async fn query_after_unsynced_batch_does_not_leave_stale_target() {
 /// F23: `ROLLBACK TRANSACTION TO SAVEPOINT` after a statement for another shard keeps the work
 /// before the savepoint, which COMMIT then makes durable.
 #[tokio::test]
-#[ignore = "reason: still fails: BEGIN; INSERT on s0; SAVEPOINT a; INSERT on s1 all succeed (two-phase commit joins s1), then `rollback transaction to savepoint a` fails with 3B001 'savepoint \"a\" does not exist' and the transaction is failed (status E); RELEASE SAVEPOINT a fails the same way"]
 async fn rollback_to_savepoint_after_other_shard_keeps_earlier_work() {
     let (p, direct) = setup("rg_rb_to", "transaction", 4).await;
     let mut c = RawClient::login(p.addr, "app", &p.db).await;

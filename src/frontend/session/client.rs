@@ -481,9 +481,16 @@ impl Session {
         }
         let begin = if let Some(b) = self.deferred_begin.take() {
             self.begin_text = b.clone();
+            self.savepoints.clear();
             Some(b)
         } else if !self.participants.is_empty() && !self.participants.contains(&shard) {
-            Some(self.begin_text.clone())
+            // A joining shard gets the transaction's savepoints too, so ROLLBACK TO one of
+            // them undoes its part as well.
+            let mut text = self.begin_text.clone();
+            for sp in &self.savepoints {
+                text.push_str(&format!("; SAVEPOINT \"{}\"", sp.replace('"', "\"\"")));
+            }
+            Some(text)
         } else {
             None
         };
@@ -985,6 +992,15 @@ impl Session {
             ends(sql)
         } {
             self.rollback_cycles.push(cycle);
+            self.savepoints.clear();
+        }
+        let pieces: Vec<&[u8]> = if simple {
+            split_statements(sql)
+        } else {
+            vec![sql]
+        };
+        for stmt in pieces {
+            track_savepoint(&mut self.savepoints, stmt);
         }
         if simple {
             for stmt in split_statements(sql) {
@@ -1230,5 +1246,84 @@ impl Session {
                 // Data the client still sends for this COPY is ignored, as a server does.
             }
         }
+    }
+}
+
+/// Keep the list of open savepoints current: SAVEPOINT adds one; RELEASE drops it and later
+/// ones; ROLLBACK TO drops the later ones.
+fn track_savepoint(list: &mut Vec<String>, stmt: &[u8]) {
+    let text = String::from_utf8_lossy(stmt);
+    let (rest, _) = crate::router::classify::strip_leading(&text);
+    let words: Vec<String> = rest
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(';').to_string())
+        .collect();
+    let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
+    let name_at = |i: usize| {
+        words.get(i).map(
+            |w| match w.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
+                Some(q) => q.to_string(),
+                None => w.to_ascii_lowercase(),
+            },
+        )
+    };
+    let skip = |i: usize, word: &str| {
+        if lower.get(i).map(String::as_str) == Some(word) {
+            i + 1
+        } else {
+            i
+        }
+    };
+    match lower.first().map(String::as_str) {
+        Some("savepoint") => {
+            if let Some(n) = name_at(1) {
+                list.push(n);
+            }
+        }
+        Some("release") => {
+            if let Some(n) = name_at(skip(1, "savepoint")) {
+                if let Some(i) = list.iter().rposition(|s| *s == n) {
+                    list.truncate(i);
+                }
+            }
+        }
+        Some("rollback") => {
+            let i = skip(skip(1, "work"), "transaction");
+            let i = if lower.get(i).map(String::as_str) == Some("transaction") {
+                i + 1
+            } else {
+                i
+            };
+            if lower.get(i).map(String::as_str) == Some("to") {
+                if let Some(n) = name_at(skip(i + 1, "savepoint")) {
+                    if let Some(i) = list.iter().rposition(|s| *s == n) {
+                        list.truncate(i + 1);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod savepoint_tests {
+    #[test]
+    fn savepoint_list() {
+        let mut l = Vec::new();
+        for s in [
+            "SAVEPOINT a",
+            "savepoint B",
+            "SAVEPOINT \"C c\"",
+            "ROLLBACK TO SAVEPOINT b",
+        ] {
+            super::track_savepoint(&mut l, s.as_bytes());
+        }
+        assert_eq!(l, vec!["a", "b"]);
+        super::track_savepoint(&mut l, b"SAVEPOINT c");
+        super::track_savepoint(&mut l, b"release savepoint b");
+        assert_eq!(l, vec!["a"]);
+        super::track_savepoint(&mut l, b"ROLLBACK TRANSACTION TO a");
+        assert_eq!(l, vec!["a"]);
     }
 }

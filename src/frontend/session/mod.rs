@@ -112,6 +112,8 @@ pub(super) struct Session {
     deferred_begin: Option<String>,
     /// The BEGIN text of the open transaction, replayed on each shard that joins it.
     begin_text: String,
+    /// Savepoints of the open transaction, oldest first, recreated on each shard that joins.
+    savepoints: Vec<String>,
     /// The cycle being routed is a simple Query (its text can be rewritten per shard).
     simple_cycle: bool,
     /// Cycles that contain a top-level COMMIT/ROLLBACK (their "ROLLBACK" tag discards SETs).
@@ -295,6 +297,7 @@ impl Session {
             participants: Vec::new(),
             deferred_begin: None,
             begin_text: String::from("BEGIN"),
+            savepoints: Vec::new(),
             simple_cycle: false,
             rollback_cycles: Vec::new(),
             implicit: false,

@@ -283,6 +283,7 @@ impl Session {
             }
             if status == b'I' {
                 self.proxy_aborted = false;
+                self.savepoints.clear();
             }
         }
         let cycle = self.done_cycles;
