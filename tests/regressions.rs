@@ -608,7 +608,6 @@ async fn discard_all_clears_shard_hint() {
 /// F11: a SET made before a savepoint that is rolled back to survives the COMMIT, on every
 /// shard.
 #[tokio::test]
-#[ignore = "reason: still fails: after `begin; set application_name = 'kept'; savepoint a; rollback to a; commit` (answered without error), SHOW on s0 returns 'kept' but on s1 returns '' (the client's previous value): the SET is not replayed on the other shard"]
 async fn rollback_to_savepoint_keeps_earlier_set() {
     let (p, _direct) = setup("rg_savepoint_set", "transaction", 4).await;
     let c = p.connect().await;
@@ -955,7 +954,6 @@ async fn set_rolled_back_after_proxy_refusal_is_not_applied() {
 /// insert for the other shard is no longer refused, so the transaction spans both shards; its
 /// ROLLBACK must still undo the SET.
 #[tokio::test]
-#[ignore = "reason: still fails: after BEGIN; SET application_name (s0); INSERT on s1; ROLLBACK (all answered without error, ROLLBACK without the ParameterStatus Postgres sends), SHOW application_name on s0 and on s1 returns 'rolled_back' instead of ''"]
 async fn set_rolled_back_with_two_shard_transaction_is_not_applied() {
     set_then_rollback(
         "rg_abort_set_2pc",

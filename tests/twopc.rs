@@ -42,6 +42,58 @@ async fn writes_over_several_shards_commit_everywhere() {
         t
     };
     assert_eq!(total, 6);
+    // RETURNING from a split INSERT comes back in VALUES order, outside and inside a
+    // transaction block, with the summed tag.
+    let ids: Vec<i64> = vec![17, 11, 19, 12, 20, 13, 15, 14, 18, 16];
+    let shards: std::collections::BTreeSet<usize> = ids.iter().map(|&k| owner(k)).collect();
+    assert!(shards.len() > 1, "the keys must span several shards");
+    let values: Vec<String> = ids.iter().map(|k| format!("({k}, 'r{k}')")).collect();
+    for (i, wrap) in [false, true].into_iter().enumerate() {
+        let values: Vec<String> = values
+            .iter()
+            .zip(&ids)
+            .map(|(v, k)| v.replace(&format!("({k},"), &format!("({},", k + 100 * i as i64)))
+            .collect();
+        let sql = format!(
+            "insert into users (id, name) values {} returning id, name",
+            values.join(", ")
+        );
+        if wrap {
+            c.batch_execute("begin").await.unwrap();
+        }
+        let msgs = c.simple_query(&sql).await.unwrap();
+        if wrap {
+            c.batch_execute("commit").await.unwrap();
+        }
+        let got: Vec<(i64, String)> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                    r.get(0).unwrap().parse().unwrap(),
+                    r.get(1).unwrap().to_string(),
+                )),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<(i64, String)> = ids
+            .iter()
+            .map(|&k| (k + 100 * i as i64, format!("r{k}")))
+            .collect();
+        assert_eq!(got, want, "RETURNING rows in VALUES order (in txn: {wrap})");
+        assert!(msgs
+            .iter()
+            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(10))));
+    }
+    let a = 301;
+    let b = (302..400).find(|&k| owner(k) != owner(a)).unwrap();
+    let e = c
+        .simple_query(&format!("insert into users (id, name) values ({a}, 'x'), ({b}, 'y') on conflict do nothing returning id"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "0A000");
+    c.batch_execute("delete from users where id > 10")
+        .await
+        .unwrap();
     // Keyless UPDATE and DELETE everywhere, with the summed tag.
     let msgs = c
         .simple_query("update users set name = upper(name)")

@@ -6,7 +6,7 @@
 //! so the SQL text and parameter bytes are copied, never re-encoded.
 
 use bytes::{BufMut, BytesMut};
-use pgwire::messages::response::{ErrorResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::response::{ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
 use pgwire::messages::Message;
 
@@ -46,6 +46,17 @@ pub fn error(buf: &mut BytesMut, err: &PgError) {
 pub fn error_fields(buf: &mut BytesMut, fields: Vec<(u8, String)>) {
     let fields = fields.into_iter().map(|(k, v)| (k, clean(&v))).collect();
     put(buf, ErrorResponse::new(fields));
+}
+
+/// A NoticeResponse the proxy says itself (severity, SQLSTATE, message).
+pub fn notice(buf: &mut BytesMut, severity: &str, code: &str, message: &str) {
+    let fields = vec![
+        (b'S', severity.to_owned()),
+        (b'V', severity.to_owned()),
+        (b'C', code.to_owned()),
+        (b'M', clean(message)),
+    ];
+    put(buf, NoticeResponse::new(fields));
 }
 
 pub fn command_complete(buf: &mut BytesMut, tag: &str) {

@@ -8,15 +8,29 @@ use sqlparser::parser::Parser;
 
 use crate::config::ShardId;
 
-/// `row_shards[i]` is the shard of VALUES row `i`. Returns one statement per shard, in shard
-/// order. Refuses a RETURNING clause (its rows would have to be re-ordered across shards).
-pub fn split_insert(sql: &str, row_shards: &[ShardId]) -> Result<Vec<(ShardId, String)>, String> {
+/// The per-shard statements of one split INSERT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitInsert {
+    /// One statement per shard, in shard order.
+    pub parts: Vec<(ShardId, String)>,
+    /// The INSERT has a RETURNING clause: its rows must be put back in VALUES order.
+    pub returning: bool,
+}
+
+/// `row_shards[i]` is the shard of VALUES row `i`. Each shard's statement keeps its rows in
+/// their original order, so with RETURNING the proxy can interleave the answers back into
+/// VALUES order. RETURNING with ON CONFLICT is refused: a skipped row returns nothing, and
+/// the answers could no longer be matched to their rows.
+pub fn split_insert(sql: &str, row_shards: &[ShardId]) -> Result<SplitInsert, String> {
     let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| e.to_string())?;
     let [Statement::Insert(ins)] = stmts.as_mut_slice() else {
         return Err("not a single INSERT".into());
     };
-    if ins.returning.is_some() {
-        return Err("RETURNING from an INSERT whose rows go to several shards".into());
+    let returning = ins.returning.is_some();
+    if returning && ins.on.is_some() {
+        return Err(
+            "RETURNING with ON CONFLICT from an INSERT whose rows go to several shards".into(),
+        );
     }
     let Some(SetExpr::Values(values)) = ins.source.as_deref().map(|q| q.body.as_ref()) else {
         return Err("INSERT without VALUES".into());
@@ -43,7 +57,10 @@ pub fn split_insert(sql: &str, row_shards: &[ShardId]) -> Result<Vec<(ShardId, S
         }
         out.push((shard, Statement::Insert(ins.clone()).to_string()));
     }
-    Ok(out)
+    Ok(SplitInsert {
+        parts: out,
+        returning,
+    })
 }
 
 #[cfg(test)]
@@ -57,8 +74,9 @@ mod tests {
             &[1, 0, 1, 2],
         )
         .unwrap();
+        assert!(!parts.returning);
         assert_eq!(
-            parts,
+            parts.parts,
             vec![
                 (
                     0,
@@ -74,7 +92,20 @@ mod tests {
                 ),
             ]
         );
-        assert!(split_insert("INSERT INTO t (id) VALUES (1), (2) RETURNING id", &[0, 1]).is_err());
+        let ret = split_insert("INSERT INTO t (id) VALUES (1), (2) RETURNING id", &[1, 0]).unwrap();
+        assert!(ret.returning);
+        assert_eq!(
+            ret.parts,
+            vec![
+                (0, "INSERT INTO t (id) VALUES (2) RETURNING id".to_string()),
+                (1, "INSERT INTO t (id) VALUES (1) RETURNING id".to_string()),
+            ]
+        );
+        assert!(split_insert(
+            "INSERT INTO t (id) VALUES (1), (2) ON CONFLICT DO NOTHING RETURNING id",
+            &[0, 1]
+        )
+        .is_err());
         assert!(split_insert("INSERT INTO t (id) VALUES (1)", &[0, 1]).is_err());
     }
 }

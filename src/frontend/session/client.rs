@@ -285,12 +285,20 @@ impl Session {
                 }
                 self.copy_in = Some(super::copy::CopySplit::new(spec, shards));
             }
-            Target::Split(parts) => {
-                let texts: Vec<(ShardId, Option<String>)> =
-                    parts.into_iter().map(|(s, sql)| (s, Some(sql))).collect();
+            Target::Split(split, row_shards) => {
+                let texts: Vec<(ShardId, Option<String>)> = split
+                    .parts
+                    .into_iter()
+                    .map(|(s, sql)| (s, Some(sql)))
+                    .collect();
                 if let Err(e) = self.start_multi(&texts, true, true).await {
                     self.refuse_cycle(e, true);
                     return true;
+                }
+                if split.returning {
+                    if let Some(fan) = self.fan.as_mut() {
+                        fan.keep_row_order(row_shards);
+                    }
                 }
                 for (s, sql) in &texts {
                     let (conn, out) = self.conn_and_buf(*s);
@@ -653,7 +661,7 @@ impl Session {
                         self.copy_in = Some(super::copy::CopySplit::new(spec, shards.clone()));
                         shards
                     }
-                    Target::Split(_) => {
+                    Target::Split(..) => {
                         // route() only splits simple queries.
                         self.refuse_cycle(
                             PgError::error(
@@ -986,19 +994,25 @@ impl Session {
                 crate::router::classify::Kind::Commit | crate::router::classify::Kind::Rollback
             )
         };
-        if if simple {
-            split_statements(sql).into_iter().any(ends)
-        } else {
-            ends(sql)
-        } {
-            self.rollback_cycles.push(cycle);
-            self.savepoints.clear();
-        }
+        // ROLLBACK TO SAVEPOINT answers with the same tag as a transaction that rolled back:
+        // count them, so that only a ROLLBACK tag beyond them means the transaction ended.
+        let rollback_to = |stmt: &[u8]| {
+            let (rest, _) =
+                crate::router::classify::strip_leading(std::str::from_utf8(stmt).unwrap_or(""));
+            rest.get(..8)
+                .is_some_and(|w| w.eq_ignore_ascii_case("rollback"))
+                && crate::router::classify::kind(rest) == crate::router::classify::Kind::Savepoint
+        };
         let pieces: Vec<&[u8]> = if simple {
             split_statements(sql)
         } else {
             vec![sql]
         };
+        if pieces.iter().any(|s| ends(s)) {
+            let to = pieces.iter().filter(|s| rollback_to(s)).count();
+            self.rollback_cycles.push((cycle, to));
+            self.savepoints.clear();
+        }
         for stmt in pieces {
             track_savepoint(&mut self.savepoints, stmt);
         }

@@ -7,11 +7,15 @@
 //! CommandComplete and a single ReadyForQuery ends the cycle. Reading one shard at a time
 //! keeps memory flat: the others wait in their sockets. The first error fails the statement
 //! with that shard's error, its detail naming the shard; later shards are drained silently.
+//!
+//! A split multi-row `INSERT ... RETURNING` is the one exception to "forward rows as they
+//! come": its rows are held (they are bounded by the statement's own VALUES list) and handed
+//! back at the end interleaved into VALUES order, since each shard answers its own rows in
+//! their original order.
 
 use crate::config::ShardId;
 use crate::protocol::{build, decode};
 
-#[allow(unused_imports)]
 use bytes::BytesMut;
 
 #[derive(Debug)]
@@ -28,6 +32,10 @@ pub(super) struct FanOut {
     status: u8,
     /// A COPY TO STDOUT: the client needs one CopyDone before the tag.
     copy_out: bool,
+    /// For a split INSERT ... RETURNING: the shard of each VALUES row, in order.
+    order: Option<Vec<ShardId>>,
+    /// The held DataRow frames of each shard, in the order the shard sent them.
+    held: std::collections::HashMap<ShardId, std::collections::VecDeque<BytesMut>>,
 }
 
 /// How a multi-shard cycle ended, for the session to answer the client.
@@ -38,6 +46,11 @@ pub(super) struct FanEnd {
     pub failed: bool,
     pub status: u8,
     pub copy_out: bool,
+    /// Held DataRow frames to send before the tag (a split INSERT ... RETURNING).
+    pub rows: Vec<BytesMut>,
+    /// Rows could not be matched to their VALUES rows (a trigger or rule skipped some): they
+    /// are returned grouped by shard instead, and the client is told so.
+    pub unordered: bool,
 }
 
 /// What to do with one frame of the shard being read.
@@ -72,7 +85,38 @@ impl FanOut {
             failed: false,
             status: b'I',
             copy_out: false,
+            order: None,
+            held: Default::default(),
         }
+    }
+
+    /// Hold the rows and return them in the order of `row_shards` (the shard of each VALUES
+    /// row of a split INSERT ... RETURNING).
+    pub fn keep_row_order(&mut self, row_shards: Vec<ShardId>) {
+        self.order = Some(row_shards);
+    }
+
+    /// The held rows interleaved into VALUES order; `true` when the counts did not match and
+    /// the leftovers were appended by shard.
+    fn ordered_rows(&mut self) -> (Vec<BytesMut>, bool) {
+        let Some(order) = self.order.take() else {
+            return (Vec::new(), false);
+        };
+        let mut out = Vec::with_capacity(order.len());
+        let mut unordered = false;
+        for s in &order {
+            match self.held.get_mut(s).and_then(|q| q.pop_front()) {
+                Some(row) => out.push(row),
+                None => unordered = true,
+            }
+        }
+        for s in &self.shards {
+            if let Some(q) = self.held.get_mut(s) {
+                unordered |= !q.is_empty();
+                out.extend(q.drain(..));
+            }
+        }
+        (out, unordered)
     }
 
     pub fn current(&self) -> ShardId {
@@ -100,11 +144,18 @@ impl FanOut {
                     (Some(t), false) => Some(t.clone()),
                     _ => None,
                 };
+                let (rows, unordered) = if self.failed {
+                    (Vec::new(), false)
+                } else {
+                    self.ordered_rows()
+                };
                 Fate::ShardDone(Some(FanEnd {
                     tag,
                     failed: self.failed,
                     status: self.status,
                     copy_out: self.copy_out && !self.failed,
+                    rows,
+                    unordered,
                 }))
             }
             b'C' => {
@@ -134,6 +185,15 @@ impl FanOut {
                 Fate::Replace(out)
             }
             _ if self.failed => Fate::Hide,
+            b'D' if self.order.is_some() => {
+                let mut frame = BytesMut::with_capacity(body.len() + 5);
+                frame.extend_from_slice(b"D");
+                frame.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+                frame.extend_from_slice(body);
+                let shard = self.current();
+                self.held.entry(shard).or_default().push_back(frame);
+                Fate::Hide
+            }
             b'D' | b'd' | b'N' | b'A' => Fate::Forward,
             b'H' if self.first() => {
                 self.copy_out = true;
@@ -174,6 +234,52 @@ mod tests {
         };
         assert_eq!(end.tag.as_deref(), Some("SELECT 3"));
         assert_eq!((end.failed, end.status), (false, b'I'));
+    }
+
+    #[test]
+    fn returning_rows_come_back_in_values_order() {
+        // VALUES rows 0..4 live on shards [1, 0, 1, 0].
+        let mut f = FanOut::new(vec![0, 1]);
+        f.keep_row_order(vec![1, 0, 1, 0]);
+        assert!(matches!(f.on_frame(b'T', b"", "s0"), Fate::Forward));
+        assert!(matches!(f.on_frame(b'D', b"r1", "s0"), Fate::Hide));
+        assert!(matches!(f.on_frame(b'D', b"r3", "s0"), Fate::Hide));
+        assert!(matches!(
+            f.on_frame(b'C', b"INSERT 0 2\0", "s0"),
+            Fate::Hide
+        ));
+        assert!(matches!(
+            f.on_frame(b'Z', b"T", "s0"),
+            Fate::ShardDone(None)
+        ));
+        assert!(matches!(f.on_frame(b'T', b"", "s1"), Fate::Hide));
+        assert!(matches!(f.on_frame(b'D', b"r0", "s1"), Fate::Hide));
+        assert!(matches!(f.on_frame(b'D', b"r2", "s1"), Fate::Hide));
+        assert!(matches!(
+            f.on_frame(b'C', b"INSERT 0 2\0", "s1"),
+            Fate::Hide
+        ));
+        let Fate::ShardDone(Some(end)) = f.on_frame(b'Z', b"T", "s1") else {
+            panic!("cycle end expected")
+        };
+        let bodies: Vec<&[u8]> = end.rows.iter().map(|r| &r[5..]).collect();
+        assert_eq!(bodies, vec![&b"r0"[..], b"r1", b"r2", b"r3"]);
+        assert_eq!(&end.rows[0][..5], &[b'D', 0, 0, 0, 6]);
+        assert!(!end.unordered);
+        assert_eq!(end.tag.as_deref(), Some("INSERT 0 4"));
+
+        // A shard that returned fewer rows than it was sent: grouped by shard, flagged.
+        let mut f = FanOut::new(vec![0, 1]);
+        f.keep_row_order(vec![0, 1, 0]);
+        let _ = f.on_frame(b'D', b"a", "s0");
+        let _ = f.on_frame(b'Z', b"T", "s0");
+        let _ = f.on_frame(b'D', b"b", "s1");
+        let _ = f.on_frame(b'D', b"c", "s1");
+        let Fate::ShardDone(Some(end)) = f.on_frame(b'Z', b"T", "s1") else {
+            panic!("cycle end expected")
+        };
+        assert!(end.unordered);
+        assert_eq!(end.rows.len(), 3);
     }
 
     #[test]

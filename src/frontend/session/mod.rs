@@ -116,8 +116,9 @@ pub(super) struct Session {
     savepoints: Vec<String>,
     /// The cycle being routed is a simple Query (its text can be rewritten per shard).
     simple_cycle: bool,
-    /// Cycles that contain a top-level COMMIT/ROLLBACK (their "ROLLBACK" tag discards SETs).
-    rollback_cycles: Vec<u64>,
+    /// Cycles that contain a top-level COMMIT/ROLLBACK (their "ROLLBACK" tag discards SETs),
+    /// with how many ROLLBACK TO SAVEPOINTs they hold (same tag, transaction goes on).
+    rollback_cycles: Vec<(u64, usize)>,
     /// A multi-shard write outside a transaction is running as an implicit transaction.
     implicit: bool,
     /// The proxy refused a statement inside the transaction: it is failed, as Postgres does.
@@ -527,6 +528,10 @@ impl Session {
         };
         for s in shards {
             self.maybe_release(s);
+        }
+        if result != Ok("COMMIT") {
+            // The SETs of a transaction that did not commit are undone with it.
+            self.saw_rollback = true;
         }
         result
     }

@@ -124,12 +124,19 @@ impl Session {
                         self.cycle_error = true;
                     }
                 }
-                b'C' if body.starts_with(b"ROLLBACK")
-                    && self.rollback_cycles.contains(&self.done_cycles) =>
-                {
-                    // A COMMIT or ROLLBACK that rolled back (not ROLLBACK TO SAVEPOINT, which
-                    // has the same tag).
-                    self.saw_rollback = true
+                b'C' if body.starts_with(b"ROLLBACK") => {
+                    // A COMMIT or ROLLBACK that rolled back, unless it is one of the cycle's
+                    // ROLLBACK TO SAVEPOINTs, which have the same tag.
+                    let cycle = self.done_cycles;
+                    if let Some((_, to)) =
+                        self.rollback_cycles.iter_mut().find(|(c, _)| *c == cycle)
+                    {
+                        if *to > 0 {
+                            *to -= 1;
+                        } else {
+                            self.saw_rollback = true;
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -288,7 +295,7 @@ impl Session {
         }
         let cycle = self.done_cycles;
         self.done_cycles += 1;
-        self.rollback_cycles.retain(|&c| c > cycle);
+        self.rollback_cycles.retain(|&(c, _)| c > cycle);
         let failed = self.cycle_error;
         let mut i = 0;
         while i < self.effects.len() {
@@ -412,6 +419,7 @@ impl Session {
             } else {
                 match self.end_multi(true).await {
                     Ok(_) => {
+                        put_rows(&mut out, &end);
                         if let Some(t) = &end.tag {
                             crate::protocol::build::command_complete(&mut out, t);
                         }
@@ -422,6 +430,7 @@ impl Session {
             }
             b'I'
         } else {
+            put_rows(&mut out, &end);
             if let Some(t) = &end.tag {
                 crate::protocol::build::command_complete(&mut out, t);
             }
@@ -440,5 +449,21 @@ impl Session {
         self.status = status;
         self.end_cycle(status, false);
         true
+    }
+}
+
+/// The held rows of a split INSERT ... RETURNING, before its tag; a warning first when they
+/// could not be put back in VALUES order.
+fn put_rows(out: &mut bytes::BytesMut, end: &super::fanout::FanEnd) {
+    if end.unordered {
+        crate::protocol::build::notice(
+            out,
+            "WARNING",
+            "01000",
+            "RETURNING rows of this INSERT are grouped by shard, not in VALUES order: a shard returned fewer or more rows than it was sent",
+        );
+    }
+    for row in &end.rows {
+        out.extend_from_slice(row);
     }
 }

@@ -38,7 +38,7 @@ pub(super) enum Target {
         transactional: bool,
     },
     /// One multi-row INSERT split by rows: each shard gets its own statement text.
-    Split(Vec<(ShardId, String)>),
+    Split(crate::router::split::SplitInsert, Vec<ShardId>),
     /// A read over several shards whose answers are merged (sorted, limited, aggregated):
     /// each shard runs `sql`, the rewrite of the client's statement.
     Merge {
@@ -387,7 +387,7 @@ impl Session {
                     ));
                 }
                 return match crate::router::split::split_insert(&item.sql, rows) {
-                    Ok(parts) => Target::Split(parts),
+                    Ok(split) => Target::Split(split, rows.clone()),
                     Err(m) => refuse(m),
                 };
             }
