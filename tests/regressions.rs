@@ -627,6 +627,48 @@ async fn rollback_to_savepoint_keeps_earlier_set() {
     }
 }
 
+/// A SET made after a savepoint that is rolled back to is undone, as in Postgres, whether the
+/// statements come in one request or one by one; a SET before the savepoint survives.
+#[tokio::test]
+async fn rollback_to_savepoint_undoes_later_set() {
+    let (p, _direct) = setup("rg_savepoint_set_after", "transaction", 4).await;
+    let c = p.connect().await;
+    within(
+        "one request",
+        c.batch_execute("begin; set application_name = 'before'; savepoint a; set application_name = 'after'; rollback to a; commit"),
+    )
+    .await
+    .unwrap();
+    for s in ["s0", "s1"] {
+        let v = simple_value(
+            &c,
+            &format!("/* shardgate: shard={s} */ show application_name"),
+        )
+        .await;
+        assert_eq!(v.as_deref(), Some("before"), "application_name on {s}");
+    }
+    for q in [
+        "begin",
+        "set application_name = 'one'",
+        "savepoint x",
+        "set application_name = 'two'",
+        "savepoint y",
+        "set application_name = 'three'",
+        "rollback to savepoint x",
+        "commit",
+    ] {
+        within(q, c.batch_execute(q)).await.unwrap();
+    }
+    for s in ["s0", "s1"] {
+        let v = simple_value(
+            &c,
+            &format!("/* shardgate: shard={s} */ show application_name"),
+        )
+        .await;
+        assert_eq!(v.as_deref(), Some("one"), "application_name on {s}");
+    }
+}
+
 /// F12: the proxy answers BEGIN itself; when the server then rejects it
 /// (`isolation level bogus`) the next statement fails instead of autocommitting, and ROLLBACK
 /// leaves nothing behind.

@@ -976,16 +976,6 @@ impl Session {
     /// settings when their request cycle (and transaction) succeeds.
     fn note_effects(&mut self, sql: &[u8], simple: bool) {
         let cycle = self.sent_cycles;
-        let mut note = |stmt: &[u8]| match classify(stmt) {
-            Effect::None => {}
-            Effect::Pin(why) => {
-                if self.pinned.is_none() {
-                    tracing::debug!(reason = why, "client pinned to its server connection");
-                }
-                self.pinned = Some(why);
-            }
-            e => self.effects.push((cycle, e)),
-        };
         let ends = |stmt: &[u8]| {
             let (rest, _) =
                 crate::router::classify::strip_leading(std::str::from_utf8(stmt).unwrap_or(""));
@@ -1014,14 +1004,37 @@ impl Session {
             self.savepoints.clear();
         }
         for stmt in pieces {
-            track_savepoint(&mut self.savepoints, stmt);
-        }
-        if simple {
-            for stmt in split_statements(sql) {
-                note(stmt);
+            // Statements in order: a ROLLBACK TO drops the SETs made since that savepoint,
+            // and each SET remembers which savepoints were open when it was made.
+            self.sync_savepoint_ids();
+            if let Some(i) = track_savepoint(&mut self.savepoints, stmt) {
+                let undone = self.savepoint_ids[i];
+                self.effects
+                    .retain(|(_, _, under)| !under.contains(&undone));
+                self.txn_effects
+                    .retain(|(_, under)| !under.contains(&undone));
             }
-        } else {
-            note(sql);
+            self.sync_savepoint_ids();
+            match classify(stmt) {
+                Effect::None => {}
+                Effect::Pin(why) => {
+                    if self.pinned.is_none() {
+                        tracing::debug!(reason = why, "client pinned to its server connection");
+                    }
+                    self.pinned = Some(why);
+                }
+                e => self.effects.push((cycle, e, self.savepoint_ids.clone())),
+            }
+        }
+    }
+
+    /// Keep one id per open savepoint (`savepoints` is the source of truth; ids are dropped
+    /// with their savepoints and new ones get fresh ids).
+    fn sync_savepoint_ids(&mut self) {
+        self.savepoint_ids.truncate(self.savepoints.len());
+        while self.savepoint_ids.len() < self.savepoints.len() {
+            self.next_savepoint_id += 1;
+            self.savepoint_ids.push(self.next_savepoint_id);
         }
     }
 
@@ -1264,8 +1277,8 @@ impl Session {
 }
 
 /// Keep the list of open savepoints current: SAVEPOINT adds one; RELEASE drops it and later
-/// ones; ROLLBACK TO drops the later ones.
-fn track_savepoint(list: &mut Vec<String>, stmt: &[u8]) {
+/// ones; ROLLBACK TO drops the later ones and returns the index of the one rolled back to.
+fn track_savepoint(list: &mut Vec<String>, stmt: &[u8]) -> Option<usize> {
     let text = String::from_utf8_lossy(stmt);
     let (rest, _) = crate::router::classify::strip_leading(&text);
     let words: Vec<String> = rest
@@ -1312,12 +1325,14 @@ fn track_savepoint(list: &mut Vec<String>, stmt: &[u8]) {
                 if let Some(n) = name_at(skip(i + 1, "savepoint")) {
                     if let Some(i) = list.iter().rposition(|s| *s == n) {
                         list.truncate(i + 1);
+                        return Some(i);
                     }
                 }
             }
         }
         _ => {}
     }
+    None
 }
 
 #[cfg(test)]

@@ -92,10 +92,15 @@ pub(super) struct Session {
     status: u8,
     /// After the proxy itself failed an extended-protocol message: drop input until Sync.
     skip_until_sync: bool,
-    /// Statement effects awaiting the end of their request cycle: (cycle, effect).
-    effects: Vec<(u64, Effect)>,
-    /// Effects of finished cycles inside a transaction, applied if it commits.
-    txn_effects: Vec<Effect>,
+    /// Statement effects awaiting the end of their request cycle: (cycle, effect, ids of the
+    /// savepoints open when it was made).
+    effects: Vec<(u64, Effect, Vec<u64>)>,
+    /// Effects of finished cycles inside a transaction, applied if it commits (with the ids
+    /// of the savepoints open when each was made: a ROLLBACK TO one of them drops it).
+    txn_effects: Vec<(Effect, Vec<u64>)>,
+    /// One id per entry of `savepoints`, and the last id handed out.
+    savepoint_ids: Vec<u64>,
+    next_savepoint_id: u64,
     sent_cycles: u64,
     done_cycles: u64,
     cycle_error: bool,
@@ -288,6 +293,8 @@ impl Session {
             skip_until_sync: false,
             effects: Vec::new(),
             txn_effects: Vec::new(),
+            savepoint_ids: Vec::new(),
+            next_savepoint_id: 0,
             sent_cycles: 0,
             done_cycles: 0,
             cycle_error: false,

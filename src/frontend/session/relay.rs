@@ -300,9 +300,9 @@ impl Session {
         let mut i = 0;
         while i < self.effects.len() {
             if self.effects[i].0 <= cycle {
-                let (_, e) = self.effects.remove(i);
+                let (_, e, under) = self.effects.remove(i);
                 if !failed {
-                    self.txn_effects.push(e);
+                    self.txn_effects.push((e, under));
                 }
             } else {
                 i += 1;
@@ -311,7 +311,7 @@ impl Session {
         if status == b'I' {
             let effects = std::mem::take(&mut self.txn_effects);
             if !self.saw_rollback && !failed {
-                for e in &effects {
+                for (e, _) in &effects {
                     self.apply_effect(e);
                 }
             }
