@@ -605,6 +605,18 @@ async fn discard_all_clears_shard_hint() {
     );
 }
 
+/// `application_name` as each shard's connection for this client reports it.
+async fn app_name_everywhere(c: &tokio_postgres::Client, want: &str) {
+    for s in ["s0", "s1"] {
+        let v = simple_value(
+            c,
+            &format!("/* shardgate: shard={s} */ show application_name"),
+        )
+        .await;
+        assert_eq!(v.as_deref(), Some(want), "application_name on {s}");
+    }
+}
+
 /// F11: a SET made before a savepoint that is rolled back to survives the COMMIT, on every
 /// shard.
 #[tokio::test]
@@ -617,14 +629,7 @@ async fn rollback_to_savepoint_keeps_earlier_set() {
     )
     .await
     .unwrap();
-    for s in ["s0", "s1"] {
-        let v = simple_value(
-            &c,
-            &format!("/* shardgate: shard={s} */ show application_name"),
-        )
-        .await;
-        assert_eq!(v.as_deref(), Some("kept"), "application_name on {s}");
-    }
+    app_name_everywhere(&c, "kept").await;
 }
 
 /// A SET made after a savepoint that is rolled back to is undone, as in Postgres, whether the
@@ -639,14 +644,7 @@ async fn rollback_to_savepoint_undoes_later_set() {
     )
     .await
     .unwrap();
-    for s in ["s0", "s1"] {
-        let v = simple_value(
-            &c,
-            &format!("/* shardgate: shard={s} */ show application_name"),
-        )
-        .await;
-        assert_eq!(v.as_deref(), Some("before"), "application_name on {s}");
-    }
+    app_name_everywhere(&c, "before").await;
     for q in [
         "begin",
         "set application_name = 'one'",
@@ -659,14 +657,7 @@ async fn rollback_to_savepoint_undoes_later_set() {
     ] {
         within(q, c.batch_execute(q)).await.unwrap();
     }
-    for s in ["s0", "s1"] {
-        let v = simple_value(
-            &c,
-            &format!("/* shardgate: shard={s} */ show application_name"),
-        )
-        .await;
-        assert_eq!(v.as_deref(), Some("one"), "application_name on {s}");
-    }
+    app_name_everywhere(&c, "one").await;
 }
 
 /// F12: the proxy answers BEGIN itself; when the server then rejects it
