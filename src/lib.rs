@@ -8,6 +8,7 @@
 //! - [`backend`]: raw server connections to shards, per-shard pools.
 //! - [`catalog`]: durable state in the catalog database (bucket maps, directory, 2PC decisions); directory cache.
 //! - [`merge`]: fan-out answers -> one result (pure).
+//! - [`pgtext`]: Postgres text forms shared by router and merge (uuid).
 //! - [`localpg`]: starting throwaway local PostgreSQL servers (demo and tests).
 //! - [`router`]: statement -> route (pure); shard functions.
 //! - [`twopc`]: two-phase commit: coordinator, decision log, recovery.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod frontend;
 pub mod localpg;
 pub mod merge;
+pub mod pgtext;
 pub mod protocol;
 pub mod router;
 pub mod twopc;

@@ -194,43 +194,11 @@ fn canonical_key(key_type: KeyType, text: &str) -> Result<String, String> {
             .parse::<i64>()
             .map(KeyValue::Int)
             .map_err(|_| format!("key \"{text}\" is not a bigint"))?,
-        KeyType::Uuid => parse_uuid(text)
+        KeyType::Uuid => crate::pgtext::parse_uuid(text)
             .map(KeyValue::Uuid)
             .ok_or_else(|| format!("key \"{text}\" is not a uuid"))?,
     };
     Ok(value.canonical_text())
-}
-
-/// The spellings Postgres' `uuid_in` accepts: 32 hex digits, optionally in braces, with a
-/// hyphen allowed after any group of four digits.
-fn parse_uuid(text: &str) -> Option<[u8; 16]> {
-    let t = text.trim();
-    let t = match t.strip_prefix('{') {
-        Some(inner) => inner.strip_suffix('}')?,
-        None => t,
-    };
-    let mut digits = Vec::with_capacity(32);
-    let mut after_hyphen = false;
-    for c in t.chars() {
-        if c == '-' {
-            let at_group_end = !digits.is_empty() && digits.len() % 4 == 0 && digits.len() < 32;
-            if after_hyphen || !at_group_end {
-                return None;
-            }
-            after_hyphen = true;
-            continue;
-        }
-        digits.push(u8::try_from(c.to_digit(16)?).ok()?);
-        after_hyphen = false;
-    }
-    if digits.len() != 32 {
-        return None;
-    }
-    let mut bytes = [0u8; 16];
-    for (b, pair) in bytes.iter_mut().zip(digits.chunks(2)) {
-        *b = pair[0] << 4 | pair[1];
-    }
-    Some(bytes)
 }
 
 fn shard_names(cfg: &Config) -> String {

@@ -100,23 +100,6 @@ fn numeric_err(e: NumericError) -> ValueError {
     }
 }
 
-fn parse_uuid(text: &[u8]) -> Option<[u8; 16]> {
-    let inner = text
-        .strip_prefix(b"{")
-        .and_then(|t| t.strip_suffix(b"}"))
-        .unwrap_or(text);
-    let hex: Vec<u8> = inner.iter().copied().filter(|&b| b != b'-').collect();
-    if hex.len() != 32 || inner.len() > 36 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
-}
-
 impl ColumnType {
     pub fn binary(&self) -> bool {
         self.format == 1
@@ -205,7 +188,12 @@ impl ColumnType {
             DATE => Value::Date(datetime::parse_date(b).ok_or_else(bad)?),
             TIMESTAMP => Value::Timestamp(datetime::parse_timestamp(b, false).ok_or_else(bad)?),
             TIMESTAMPTZ => Value::Timestamp(datetime::parse_timestamp(b, true).ok_or_else(bad)?),
-            UUID => Value::Uuid(parse_uuid(b).ok_or_else(bad)?),
+            UUID => Value::Uuid(
+                std::str::from_utf8(b)
+                    .ok()
+                    .and_then(crate::pgtext::parse_uuid)
+                    .ok_or_else(bad)?,
+            ),
             _ => Value::Raw(b.to_vec()),
         })
     }
@@ -324,18 +312,7 @@ impl ColumnType {
                 datetime::format_timestamp(*t, self.oid == TIMESTAMPTZ).into_bytes()
             }
             (UUID, Value::Uuid(u)) if bin => u.to_vec(),
-            (UUID, Value::Uuid(u)) => {
-                let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-                format!(
-                    "{}-{}-{}-{}-{}",
-                    &h[..8],
-                    &h[8..12],
-                    &h[12..16],
-                    &h[16..20],
-                    &h[20..]
-                )
-                .into_bytes()
-            }
+            (UUID, Value::Uuid(u)) => crate::pgtext::format_uuid(u).into_bytes(),
             (_, Value::Raw(r)) if !self.is_ordered() => r.clone(),
             _ => return Err(mismatch()),
         })

@@ -20,17 +20,7 @@ impl KeyValue {
         match self {
             KeyValue::Int(i) => i.to_string(),
             KeyValue::Text(s) => s.clone(),
-            KeyValue::Uuid(b) => {
-                let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                format!(
-                    "{}-{}-{}-{}-{}",
-                    &h[..8],
-                    &h[8..12],
-                    &h[12..16],
-                    &h[16..20],
-                    &h[20..]
-                )
-            }
+            KeyValue::Uuid(b) => crate::pgtext::format_uuid(b),
         }
     }
 }

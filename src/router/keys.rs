@@ -10,6 +10,7 @@ use sqlparser::ast::{Expr, UnaryOperator, Value};
 
 use super::KeyValue;
 use crate::config::KeyType;
+pub use crate::pgtext::parse_uuid;
 
 /// Where a key value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,26 +88,6 @@ pub fn parse_text(s: &str, kt: KeyType) -> Option<KeyValue> {
         KeyType::Text => Some(KeyValue::Text(s.to_owned())),
         KeyType::Uuid => parse_uuid(s).map(KeyValue::Uuid),
     }
-}
-
-/// Postgres' uuid input: 32 hex digits, optionally hyphenated in groups or braced.
-pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let s = s.trim();
-    let s = s
-        .strip_prefix('{')
-        .and_then(|x| x.strip_suffix('}'))
-        .unwrap_or(s);
-    let hex: Vec<u8> = s.bytes().filter(|&b| b != b'-').collect();
-    if hex.len() != 32 || s.len() > 36 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
 }
 
 /// Decode one bound parameter of a scalar key. `binary` is its format code.
