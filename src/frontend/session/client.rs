@@ -17,7 +17,7 @@ use super::route::{Item, LocalAction, Target};
 use super::{Flow, Session, Stmt};
 use crate::backend::conn::statement_name;
 use crate::config::ShardId;
-use crate::frontend::settings::{classify, split_statements, Effect};
+use crate::frontend::settings::split_statements;
 use crate::protocol::decode::{self, ClientMessage};
 use crate::protocol::track::Expect;
 use crate::protocol::{build, frame, sqlstate, Frame, PgError};
@@ -248,159 +248,9 @@ impl Session {
         }
     }
 
-    /// Route and send a simple Query. Returns false when the session must close.
-    async fn dispatch_query(&mut self, target: Target, f: &Frame) -> bool {
-        match target {
-            Target::Shard(shard) => match self.begin_on(shard, true).await {
-                Ok(()) => {
-                    self.send(shard, f, Some(Expect::Query { hidden: false }));
-                    self.cycle_shards.push_back(Some(shard));
-                }
-                Err(e) => self.refuse_cycle(e, true),
-            },
-            Target::Multi {
-                shards,
-                write,
-                transactional,
-            } => {
-                let texts: Vec<(ShardId, Option<String>)> =
-                    shards.iter().map(|&s| (s, None)).collect();
-                if let Err(e) = self.start_multi(&texts, write, transactional).await {
-                    self.refuse_cycle(e, true);
-                    return true;
-                }
-                for &s in &shards {
-                    self.send(s, f, Some(Expect::Query { hidden: false }));
-                }
-            }
-            Target::CopyIn { shards, spec } => {
-                let texts: Vec<(ShardId, Option<String>)> =
-                    shards.iter().map(|&s| (s, None)).collect();
-                if let Err(e) = self.start_multi(&texts, true, true).await {
-                    self.refuse_cycle(e, true);
-                    return true;
-                }
-                for &s in &shards {
-                    self.send(s, f, Some(Expect::Query { hidden: false }));
-                }
-                self.copy_in = Some(super::copy::CopySplit::new(spec, shards));
-            }
-            Target::Split(split, row_shards) => {
-                let texts: Vec<(ShardId, Option<String>)> = split
-                    .parts
-                    .into_iter()
-                    .map(|(s, sql)| (s, Some(sql)))
-                    .collect();
-                if let Err(e) = self.start_multi(&texts, true, true).await {
-                    self.refuse_cycle(e, true);
-                    return true;
-                }
-                if split.returning {
-                    if let Some(fan) = self.fan.as_mut() {
-                        fan.keep_row_order(row_shards);
-                    }
-                }
-                for (s, sql) in &texts {
-                    let (conn, out) = self.conn_and_buf(*s);
-                    build::query(out, sql.as_deref().unwrap_or_default());
-                    conn.expect(Expect::Query { hidden: false });
-                }
-            }
-            Target::Merge { shards, sql, plan } => {
-                for &s in &shards {
-                    if let Err(e) = self.ensure_backend(s).await {
-                        self.release_unused();
-                        self.refuse_cycle(e, true);
-                        return true;
-                    }
-                }
-                let in_txn = !self.participants.is_empty() || self.deferred_begin.is_some();
-                for &s in &shards {
-                    if in_txn {
-                        if let Err(e) = self.begin_on(s, true).await {
-                            self.refuse_cycle(e, true);
-                            return true;
-                        }
-                    }
-                    let (conn, out) = self.conn_and_buf(s);
-                    build::query(out, &sql);
-                    conn.unnamed = None;
-                    conn.expect(Expect::Query { hidden: false });
-                }
-                self.last_target = None;
-                self.cycle_shards.push_back(None);
-                self.flush_servers().await;
-                return self.run_merge(shards, plan, None).await;
-            }
-            Target::Local(actions) => {
-                self.prepare_local(&actions).await;
-                for a in &actions {
-                    self.local_action(a, true);
-                }
-                self.finish_cycle_locally();
-            }
-            Target::PerStatement { .. } => self.refuse_cycle(
-                PgError::error(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    "statements of one query go to different shards",
-                ),
-                true,
-            ),
-            Target::EndMulti { commit } => match self.end_multi(commit).await {
-                Ok(tag) => {
-                    build::command_complete(&mut self.cwbuf, tag);
-                    self.finish_cycle_locally();
-                }
-                Err(Some(e)) => {
-                    build::error(&mut self.cwbuf, &e);
-                    self.finish_cycle_locally();
-                }
-                Err(None) => return false,
-            },
-            Target::Refuse(e) => self.refuse_cycle(e, true),
-        }
-        true
-    }
-
-    /// Bind every shard of a multi-shard cycle and open the transaction there: the client's
-    /// (joining each new shard), or an implicit one for a write outside a transaction.
-    async fn start_multi(
-        &mut self,
-        shards: &[(ShardId, Option<String>)],
-        write: bool,
-        transactional: bool,
-    ) -> Result<(), PgError> {
-        for &(s, _) in shards {
-            if let Err(e) = self.ensure_backend(s).await {
-                self.release_unused();
-                return Err(e);
-            }
-        }
-        let in_txn = !self.participants.is_empty() || self.deferred_begin.is_some();
-        if in_txn && transactional {
-            for &(s, _) in shards {
-                self.begin_on(s, true).await?;
-            }
-        } else if write && transactional {
-            // Outside a transaction: all parts commit together, with two-phase commit.
-            self.implicit = true;
-            self.begin_text = "BEGIN".into();
-            for &(s, _) in shards {
-                let (conn, out) = self.conn_and_buf(s);
-                build::query(out, "BEGIN");
-                conn.expect(Expect::Query { hidden: true });
-                self.participants.push(s);
-            }
-        }
-        self.last_target = None;
-        self.cycle_shards.push_back(None);
-        self.start_fanout(shards.iter().map(|&(s, _)| s).collect());
-        Ok(())
-    }
-
     /// Report an error for a whole cycle the proxy will not send. Inside a transaction the
     /// transaction is now failed, as Postgres does after any error.
-    fn refuse_cycle(&mut self, e: PgError, ends_cycle: bool) {
+    pub(super) fn refuse_cycle(&mut self, e: PgError, ends_cycle: bool) {
         build::error(&mut self.cwbuf, &e);
         self.cycle_error = true;
         if !self.participants.is_empty() || self.deferred_begin.is_some() {
@@ -411,59 +261,6 @@ impl Session {
             self.finish_cycle_locally();
         } else {
             self.skip_until_sync = true;
-        }
-    }
-
-    /// Answer a statement the proxy handles itself (simple protocol: its CommandComplete).
-    fn local_action(&mut self, a: &LocalAction, write_tag: bool) {
-        let tag = a.tag(self.proxy_aborted);
-        match a {
-            LocalAction::Begin(text) => {
-                self.deferred_begin = Some(text.clone());
-                self.status = b'T';
-            }
-            LocalAction::End { .. } => {
-                // Whatever SET ran in this transaction is rolled back with it.
-                self.txn_effects.clear();
-                self.effects.clear();
-                self.deferred_begin = None;
-                self.proxy_aborted = false;
-                self.status = b'I';
-            }
-            LocalAction::Tag(_) => self.status = b'I',
-            LocalAction::SetShard(name) => {
-                self.hint_shard = name.as_ref().and_then(|n| self.cfg.shard_id(n));
-                if name.is_some() && self.hint_shard.is_none() {
-                    let e = PgError::error(
-                        "22023",
-                        format!(
-                            "shardgate.shard names unknown shard \"{}\"",
-                            name.as_deref().unwrap_or("")
-                        ),
-                    );
-                    build::error(&mut self.cwbuf, &e);
-                    return;
-                }
-            }
-        }
-        if write_tag {
-            build::command_complete(&mut self.cwbuf, tag);
-        }
-    }
-
-    /// Before answering an END of a transaction the proxy failed: roll back what reached its
-    /// shard (the connection is idle: the cycle was settled first).
-    async fn prepare_local(&mut self, actions: &[LocalAction]) {
-        if !actions.iter().any(|a| matches!(a, LocalAction::End { .. })) {
-            return;
-        }
-        for t in std::mem::take(&mut self.participants) {
-            if let Some(conn) = self.backends[t].as_mut() {
-                if conn.run_hidden("ROLLBACK").await.is_err() || conn.tx_status != b'I' {
-                    conn.broken = true;
-                }
-            }
-            self.release(t);
         }
     }
 
@@ -733,7 +530,7 @@ impl Session {
             && frames.iter().all(|f| matches!(f.tag, b'P' | b'S' | b'H'))
     }
 
-    fn after_refusal(&mut self, synced: bool) {
+    pub(super) fn after_refusal(&mut self, synced: bool) {
         if synced {
             self.skip_until_sync = false;
             self.sent_cycles += 1;
@@ -775,49 +572,6 @@ impl Session {
             }
         }
         items
-    }
-
-    /// Answer a batch of proxy-handled statements (BEGIN, COMMIT, SET shardgate.shard ...)
-    /// message by message, as a server would.
-    fn answer_batch_locally(
-        &mut self,
-        frames: &[Frame],
-        actions: &[LocalAction],
-        error: Option<PgError>,
-    ) {
-        let mut next = actions.iter();
-        let mut error = error;
-        for f in frames {
-            if error.is_none() && self.skip_until_sync && f.tag != b'S' {
-                continue;
-            }
-            match decode::client(f.tag, f.body()) {
-                Ok(ClientMessage::Parse(_)) => build::simple(&mut self.cwbuf, b'1'),
-                Ok(ClientMessage::Bind(_)) => build::simple(&mut self.cwbuf, b'2'),
-                Ok(ClientMessage::Close(_)) => build::simple(&mut self.cwbuf, b'3'),
-                Ok(ClientMessage::Describe(t)) => {
-                    if t.kind == b'S' {
-                        build::no_parameters(&mut self.cwbuf);
-                    }
-                    build::simple(&mut self.cwbuf, b'n');
-                }
-                Ok(ClientMessage::Execute { .. }) => {
-                    if let Some(e) = error.take() {
-                        // The rest of the batch is skipped, as after any error.
-                        build::error(&mut self.cwbuf, &e);
-                        self.skip_until_sync = true;
-                    } else if let Some(a) = next.next() {
-                        self.local_action(a, true);
-                    }
-                }
-                Ok(ClientMessage::Sync) => {
-                    self.skip_until_sync = false;
-                    self.sent_cycles += 1;
-                    self.finish_cycle_locally();
-                }
-                _ => {}
-            }
-        }
     }
 
     /// Queue one extended-protocol frame for `shard`, renaming statements as needed.
@@ -904,7 +658,7 @@ impl Session {
         }
     }
 
-    fn conn_and_buf(
+    pub(super) fn conn_and_buf(
         &mut self,
         shard: ShardId,
     ) -> (&mut crate::backend::ServerConn, &mut bytes::BytesMut) {
@@ -914,7 +668,7 @@ impl Session {
         (conn, &mut self.swbufs[shard])
     }
 
-    fn send(&mut self, shard: ShardId, f: &Frame, e: Option<Expect>) {
+    pub(super) fn send(&mut self, shard: ShardId, f: &Frame, e: Option<Expect>) {
         let (conn, out) = self.conn_and_buf(shard);
         out.extend_from_slice(&f.raw);
         if let Some(e) = e {
@@ -972,72 +726,6 @@ impl Session {
         Named::Renamed(server_name)
     }
 
-    /// Record what the statement(s) in `sql` do to session state; pins take effect now,
-    /// settings when their request cycle (and transaction) succeeds.
-    fn note_effects(&mut self, sql: &[u8], simple: bool) {
-        let cycle = self.sent_cycles;
-        let ends = |stmt: &[u8]| {
-            let (rest, _) =
-                crate::router::classify::strip_leading(std::str::from_utf8(stmt).unwrap_or(""));
-            matches!(
-                crate::router::classify::kind(rest),
-                crate::router::classify::Kind::Commit | crate::router::classify::Kind::Rollback
-            )
-        };
-        // ROLLBACK TO SAVEPOINT answers with the same tag as a transaction that rolled back:
-        // count them, so that only a ROLLBACK tag beyond them means the transaction ended.
-        let rollback_to = |stmt: &[u8]| {
-            let (rest, _) =
-                crate::router::classify::strip_leading(std::str::from_utf8(stmt).unwrap_or(""));
-            rest.get(..8)
-                .is_some_and(|w| w.eq_ignore_ascii_case("rollback"))
-                && crate::router::classify::kind(rest) == crate::router::classify::Kind::Savepoint
-        };
-        let pieces: Vec<&[u8]> = if simple {
-            split_statements(sql)
-        } else {
-            vec![sql]
-        };
-        if pieces.iter().any(|s| ends(s)) {
-            let to = pieces.iter().filter(|s| rollback_to(s)).count();
-            self.rollback_cycles.push((cycle, to));
-            self.savepoints.clear();
-        }
-        for stmt in pieces {
-            // Statements in order: a ROLLBACK TO drops the SETs made since that savepoint,
-            // and each SET remembers which savepoints were open when it was made.
-            self.sync_savepoint_ids();
-            if let Some(i) = track_savepoint(&mut self.savepoints, stmt) {
-                let undone = self.savepoint_ids[i];
-                self.effects
-                    .retain(|(_, _, under)| !under.contains(&undone));
-                self.txn_effects
-                    .retain(|(_, under)| !under.contains(&undone));
-            }
-            self.sync_savepoint_ids();
-            match classify(stmt) {
-                Effect::None => {}
-                Effect::Pin(why) => {
-                    if self.pinned.is_none() {
-                        tracing::debug!(reason = why, "client pinned to its server connection");
-                    }
-                    self.pinned = Some(why);
-                }
-                e => self.effects.push((cycle, e, self.savepoint_ids.clone())),
-            }
-        }
-    }
-
-    /// Keep one id per open savepoint (`savepoints` is the source of truth; ids are dropped
-    /// with their savepoints and new ones get fresh ids).
-    fn sync_savepoint_ids(&mut self) {
-        self.savepoint_ids.truncate(self.savepoints.len());
-        while self.savepoint_ids.len() < self.savepoints.len() {
-            self.next_savepoint_id += 1;
-            self.savepoint_ids.push(self.next_savepoint_id);
-        }
-    }
-
     /// Answer a Sync (or end a failed Query) that no server will answer.
     pub(super) fn finish_cycle_locally(&mut self) {
         build::ready_for_query(&mut self.cwbuf, self.status);
@@ -1048,7 +736,7 @@ impl Session {
 
 /// Whether an Execute in the batch asks for a limited number of rows (a portal fetched in
 /// pieces), which a multi-shard answer cannot honour.
-fn has_row_limit(frames: &[Frame]) -> bool {
+pub(super) fn has_row_limit(frames: &[Frame]) -> bool {
     frames.iter().any(|f| {
         matches!(decode::client(f.tag, f.body()), Ok(ClientMessage::Execute { max_rows, .. }) if max_rows > 0)
     })
@@ -1087,272 +775,4 @@ fn deallocate_name(sql: &[u8]) -> Option<String> {
             None => name.to_ascii_lowercase(),
         },
     )
-}
-
-impl Session {
-    /// A merged read in the extended protocol: the batch's one executed statement is run on
-    /// every shard as the rewritten statement (the client's parameters verbatim, result
-    /// formats extended for the helper columns); the client gets its own ParseComplete,
-    /// BindComplete and (if it asked) the merged RowDescription, then the merged rows.
-    async fn send_merge_batch(
-        &mut self,
-        frames: &[Frame],
-        shards: Vec<ShardId>,
-        sql: String,
-        plan: crate::merge::MergePlan,
-        synced: bool,
-    ) -> bool {
-        let mut prefix = bytes::BytesMut::new();
-        let mut describe = false;
-        let mut bind: Option<(Vec<u8>, Vec<i16>, Arc<Stmt>)> = None;
-        let mut shape_ok = synced && !has_row_limit(frames);
-        for f in frames {
-            match decode::client(f.tag, f.body()) {
-                Ok(ClientMessage::Parse(_)) if bind.is_none() => build::simple(&mut prefix, b'1'),
-                Ok(ClientMessage::Bind(b)) if bind.is_none() => {
-                    let stmt = if b.statement.is_empty() {
-                        self.unnamed.clone()
-                    } else {
-                        self.statements.get(b.statement).cloned()
-                    };
-                    match (stmt, decode::bind_results(b.rest)) {
-                        (Some(stmt), Ok((params, results))) => {
-                            bind = Some((params.to_vec(), results, stmt));
-                            build::simple(&mut prefix, b'2');
-                        }
-                        _ => shape_ok = false,
-                    }
-                }
-                Ok(ClientMessage::Describe(t)) if t.kind == b'P' && bind.is_some() => {
-                    describe = true
-                }
-                Ok(ClientMessage::Execute { .. }) | Ok(ClientMessage::Sync) => {}
-                _ => shape_ok = false,
-            }
-        }
-        let Some((params, results, stmt)) = bind.filter(|_| shape_ok) else {
-            self.refuse_cycle(
-                PgError::error(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    "a merged read over several shards must be one Parse/Bind/Describe/Execute/Sync batch without row limits",
-                ),
-                false,
-            );
-            self.after_refusal(synced);
-            return true;
-        };
-        // Result formats: one per visible column means the helper columns need theirs (text).
-        let mut result_formats = results.clone();
-        if results.len() > 1 {
-            result_formats.extend(std::iter::repeat_n(0, plan.hidden));
-        }
-        let mut rest = params;
-        rest.extend_from_slice(&(result_formats.len() as i16).to_be_bytes());
-        for f in &result_formats {
-            rest.extend_from_slice(&f.to_be_bytes());
-        }
-        let shard_stmt = Stmt::new(sql.as_bytes(), &stmt.param_types);
-        let name = statement_name(shard_stmt.hash);
-        let in_txn = !self.participants.is_empty() || self.deferred_begin.is_some();
-        for &s in &shards {
-            if let Err(e) = self.ensure_backend(s).await {
-                self.release_unused();
-                self.refuse_cycle(e, false);
-                self.after_refusal(synced);
-                return true;
-            }
-            if in_txn {
-                if let Err(e) = self.begin_on(s, true).await {
-                    self.refuse_cycle(e, false);
-                    self.after_refusal(synced);
-                    return true;
-                }
-            }
-            let (conn, out) = self.conn_and_buf(s);
-            if !conn.statements.contains(&shard_stmt.hash) {
-                build::parse(out, &name, &shard_stmt.sql, &shard_stmt.param_types);
-                conn.expect(Expect::Parse {
-                    hidden: true,
-                    stmt: shard_stmt.hash,
-                    named: true,
-                });
-                conn.statements.insert(shard_stmt.hash);
-            }
-            build::bind(out, b"", &name, &rest);
-            conn.expect(Expect::Bind);
-            build::target(out, b'D', b'P', b"");
-            conn.expect(Expect::Describe);
-            build::execute(out, b"", 0);
-            conn.expect(Expect::Execute);
-            build::sync(out);
-            conn.expect(Expect::Sync);
-        }
-        self.sent_cycles += 1;
-        self.last_target = None;
-        self.cycle_shards.push_back(None);
-        self.flush_servers().await;
-        self.run_merge(shards, plan, Some((prefix, describe))).await
-    }
-}
-
-impl Session {
-    /// COPY data for a COPY split by shard: rows to their shards; CopyDone/CopyFail to all.
-    fn split_copy(&mut self, f: &Frame) {
-        let Some(mut split) = self.copy_in.take() else {
-            return;
-        };
-        let router = self.proxy.router().clone();
-        let (scheme, table, key_type) = (
-            split.spec.scheme.clone(),
-            split.spec.table.clone(),
-            split.spec.key_type,
-        );
-        let place = move |k: &crate::router::KeyValue| -> Result<ShardId, String> {
-            let Some(scheme) = &scheme else {
-                return Err("no scheme".into());
-            };
-            let plan = Plan::Sharded {
-                scheme: scheme.clone(),
-                table: table.clone(),
-                key_type,
-                keys: Some(vec![crate::router::keys::KeySource::Literal(k.clone())]),
-                write: true,
-                merge: None,
-                must_be_single: false,
-            };
-            match router.decide(&plan, &Params::default(), &crate::router::NoDirectory) {
-                crate::router::Decision::Route(r) if r.shards.len() == 1 => Ok(r.shards[0]),
-                crate::router::Decision::Lookup { .. } => Err(
-                    "COPY into a directory-scheme table needs its keys looked up first: insert the rows instead".into(),
-                ),
-                other => Err(format!("cannot place a COPY row: {other:?}")),
-            }
-        };
-        let rows = match f.tag {
-            b'd' => split.feed(f.body(), &place),
-            b'c' => split.finish(&place),
-            _ => Ok(Vec::new()),
-        };
-        let shards = split.shards.clone();
-        match rows {
-            Ok(rows) => {
-                for (shard, data) in rows {
-                    let out = &mut self.swbufs[shard];
-                    out.extend_from_slice(b"d");
-                    out.extend_from_slice(&((data.len() + 4) as i32).to_be_bytes());
-                    out.extend_from_slice(&data);
-                }
-                if f.tag == b'd' {
-                    self.copy_in = Some(split);
-                    return;
-                }
-                // CopyDone or CopyFail: to every shard, and the COPY is over.
-                for &s in &shards {
-                    self.swbufs[s].extend_from_slice(&f.raw);
-                }
-                if !self.simple_cycle {
-                    // The extended protocol's Sync that follows belongs to this COPY: every
-                    // shard of it waits for one.
-                    self.batch_target = Some(shards);
-                }
-            }
-            Err(why) => {
-                // Fail the COPY everywhere: nothing of it commits, and each shard reports it.
-                let why = why.replace('\0', "");
-                let mut fail = bytes::BytesMut::new();
-                fail.extend_from_slice(b"f");
-                fail.extend_from_slice(&((why.len() + 5) as i32).to_be_bytes());
-                fail.extend_from_slice(why.as_bytes());
-                fail.extend_from_slice(&[0]);
-                for &s in &shards {
-                    self.swbufs[s].extend_from_slice(&fail);
-                }
-                if !self.simple_cycle {
-                    self.batch_target = Some(shards);
-                }
-                // Data the client still sends for this COPY is ignored, as a server does.
-            }
-        }
-    }
-}
-
-/// Keep the list of open savepoints current: SAVEPOINT adds one; RELEASE drops it and later
-/// ones; ROLLBACK TO drops the later ones and returns the index of the one rolled back to.
-fn track_savepoint(list: &mut Vec<String>, stmt: &[u8]) -> Option<usize> {
-    let text = String::from_utf8_lossy(stmt);
-    let (rest, _) = crate::router::classify::strip_leading(&text);
-    let words: Vec<String> = rest
-        .split_whitespace()
-        .map(|w| w.trim_end_matches(';').to_string())
-        .collect();
-    let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
-    let name_at = |i: usize| {
-        words.get(i).map(
-            |w| match w.strip_prefix('"').and_then(|w| w.strip_suffix('"')) {
-                Some(q) => q.to_string(),
-                None => w.to_ascii_lowercase(),
-            },
-        )
-    };
-    let skip = |i: usize, word: &str| {
-        if lower.get(i).map(String::as_str) == Some(word) {
-            i + 1
-        } else {
-            i
-        }
-    };
-    match lower.first().map(String::as_str) {
-        Some("savepoint") => {
-            if let Some(n) = name_at(1) {
-                list.push(n);
-            }
-        }
-        Some("release") => {
-            if let Some(n) = name_at(skip(1, "savepoint")) {
-                if let Some(i) = list.iter().rposition(|s| *s == n) {
-                    list.truncate(i);
-                }
-            }
-        }
-        Some("rollback") => {
-            let i = skip(skip(1, "work"), "transaction");
-            let i = if lower.get(i).map(String::as_str) == Some("transaction") {
-                i + 1
-            } else {
-                i
-            };
-            if lower.get(i).map(String::as_str) == Some("to") {
-                if let Some(n) = name_at(skip(i + 1, "savepoint")) {
-                    if let Some(i) = list.iter().rposition(|s| *s == n) {
-                        list.truncate(i + 1);
-                        return Some(i);
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-    None
-}
-
-#[cfg(test)]
-mod savepoint_tests {
-    #[test]
-    fn savepoint_list() {
-        let mut l = Vec::new();
-        for s in [
-            "SAVEPOINT a",
-            "savepoint B",
-            "SAVEPOINT \"C c\"",
-            "ROLLBACK TO SAVEPOINT b",
-        ] {
-            super::track_savepoint(&mut l, s.as_bytes());
-        }
-        assert_eq!(l, vec!["a", "b"]);
-        super::track_savepoint(&mut l, b"SAVEPOINT c");
-        super::track_savepoint(&mut l, b"release savepoint b");
-        assert_eq!(l, vec!["a"]);
-        super::track_savepoint(&mut l, b"ROLLBACK TRANSACTION TO a");
-        assert_eq!(l, vec!["a"]);
-    }
 }

@@ -7,10 +7,13 @@
 //! whose key is NULL or unreadable fails the COPY (the session sends CopyFail to every shard,
 //! so nothing of it commits). The header line (CSV HEADER) goes to every shard.
 
+use super::Session;
 use crate::config::ShardId;
+use crate::protocol::Frame;
 use crate::router::analyze::CopySpec;
 use crate::router::keys::parse_text;
 use crate::router::KeyValue;
+use crate::router::{Params, Plan};
 
 pub(super) struct CopySplit {
     pub spec: CopySpec,
@@ -189,6 +192,87 @@ fn csv_field(line: &[u8], pos: usize, spec: &CopySpec) -> Option<Vec<u8>> {
         i += 1;
     }
     None
+}
+
+impl Session {
+    /// COPY data for a COPY split by shard: rows to their shards; CopyDone/CopyFail to all.
+    pub(super) fn split_copy(&mut self, f: &Frame) {
+        let Some(mut split) = self.copy_in.take() else {
+            return;
+        };
+        let router = self.proxy.router().clone();
+        let (scheme, table, key_type) = (
+            split.spec.scheme.clone(),
+            split.spec.table.clone(),
+            split.spec.key_type,
+        );
+        let place = move |k: &crate::router::KeyValue| -> Result<ShardId, String> {
+            let Some(scheme) = &scheme else {
+                return Err("no scheme".into());
+            };
+            let plan = Plan::Sharded {
+                scheme: scheme.clone(),
+                table: table.clone(),
+                key_type,
+                keys: Some(vec![crate::router::keys::KeySource::Literal(k.clone())]),
+                write: true,
+                merge: None,
+                must_be_single: false,
+            };
+            match router.decide(&plan, &Params::default(), &crate::router::NoDirectory) {
+                crate::router::Decision::Route(r) if r.shards.len() == 1 => Ok(r.shards[0]),
+                crate::router::Decision::Lookup { .. } => Err(
+                    "COPY into a directory-scheme table needs its keys looked up first: insert the rows instead".into(),
+                ),
+                other => Err(format!("cannot place a COPY row: {other:?}")),
+            }
+        };
+        let rows = match f.tag {
+            b'd' => split.feed(f.body(), &place),
+            b'c' => split.finish(&place),
+            _ => Ok(Vec::new()),
+        };
+        let shards = split.shards.clone();
+        match rows {
+            Ok(rows) => {
+                for (shard, data) in rows {
+                    let out = &mut self.swbufs[shard];
+                    out.extend_from_slice(b"d");
+                    out.extend_from_slice(&((data.len() + 4) as i32).to_be_bytes());
+                    out.extend_from_slice(&data);
+                }
+                if f.tag == b'd' {
+                    self.copy_in = Some(split);
+                    return;
+                }
+                // CopyDone or CopyFail: to every shard, and the COPY is over.
+                for &s in &shards {
+                    self.swbufs[s].extend_from_slice(&f.raw);
+                }
+                if !self.simple_cycle {
+                    // The extended protocol's Sync that follows belongs to this COPY: every
+                    // shard of it waits for one.
+                    self.batch_target = Some(shards);
+                }
+            }
+            Err(why) => {
+                // Fail the COPY everywhere: nothing of it commits, and each shard reports it.
+                let why = why.replace('\0', "");
+                let mut fail = bytes::BytesMut::new();
+                fail.extend_from_slice(b"f");
+                fail.extend_from_slice(&((why.len() + 5) as i32).to_be_bytes());
+                fail.extend_from_slice(why.as_bytes());
+                fail.extend_from_slice(&[0]);
+                for &s in &shards {
+                    self.swbufs[s].extend_from_slice(&fail);
+                }
+                if !self.simple_cycle {
+                    self.batch_target = Some(shards);
+                }
+                // Data the client still sends for this COPY is ignored, as a server does.
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,14 +8,19 @@
 //! connection makes each server abandon its query) rather than read to the end. The first
 //! error from any shard, or from the merge itself, fails the statement.
 
+use std::sync::Arc;
+
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 
-use super::{relay, Session};
-use crate::backend::conn::MAX_SERVER_MESSAGE;
+use super::client::has_row_limit;
+use super::{relay, Session, Stmt};
+use crate::backend::conn::{statement_name, MAX_SERVER_MESSAGE};
 use crate::config::ShardId;
 use crate::merge::{MergeError, MergePlan, Merger, Progress};
-use crate::protocol::{build, decode, frame, sqlstate, PgError};
+use crate::protocol::decode::ClientMessage;
+use crate::protocol::track::Expect;
+use crate::protocol::{build, decode, frame, sqlstate, Frame, PgError};
 
 /// Write to the client once this much output has collected.
 const FLUSH_AT: usize = 64 * 1024;
@@ -253,5 +258,111 @@ impl Session {
             self.maybe_release(s);
         }
         true
+    }
+}
+
+impl Session {
+    /// A merged read in the extended protocol: the batch's one executed statement is run on
+    /// every shard as the rewritten statement (the client's parameters verbatim, result
+    /// formats extended for the helper columns); the client gets its own ParseComplete,
+    /// BindComplete and (if it asked) the merged RowDescription, then the merged rows.
+    pub(super) async fn send_merge_batch(
+        &mut self,
+        frames: &[Frame],
+        shards: Vec<ShardId>,
+        sql: String,
+        plan: crate::merge::MergePlan,
+        synced: bool,
+    ) -> bool {
+        let mut prefix = bytes::BytesMut::new();
+        let mut describe = false;
+        let mut bind: Option<(Vec<u8>, Vec<i16>, Arc<Stmt>)> = None;
+        let mut shape_ok = synced && !has_row_limit(frames);
+        for f in frames {
+            match decode::client(f.tag, f.body()) {
+                Ok(ClientMessage::Parse(_)) if bind.is_none() => build::simple(&mut prefix, b'1'),
+                Ok(ClientMessage::Bind(b)) if bind.is_none() => {
+                    let stmt = if b.statement.is_empty() {
+                        self.unnamed.clone()
+                    } else {
+                        self.statements.get(b.statement).cloned()
+                    };
+                    match (stmt, decode::bind_results(b.rest)) {
+                        (Some(stmt), Ok((params, results))) => {
+                            bind = Some((params.to_vec(), results, stmt));
+                            build::simple(&mut prefix, b'2');
+                        }
+                        _ => shape_ok = false,
+                    }
+                }
+                Ok(ClientMessage::Describe(t)) if t.kind == b'P' && bind.is_some() => {
+                    describe = true
+                }
+                Ok(ClientMessage::Execute { .. }) | Ok(ClientMessage::Sync) => {}
+                _ => shape_ok = false,
+            }
+        }
+        let Some((params, results, stmt)) = bind.filter(|_| shape_ok) else {
+            self.refuse_cycle(
+                PgError::error(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "a merged read over several shards must be one Parse/Bind/Describe/Execute/Sync batch without row limits",
+                ),
+                false,
+            );
+            self.after_refusal(synced);
+            return true;
+        };
+        // Result formats: one per visible column means the helper columns need theirs (text).
+        let mut result_formats = results.clone();
+        if results.len() > 1 {
+            result_formats.extend(std::iter::repeat_n(0, plan.hidden));
+        }
+        let mut rest = params;
+        rest.extend_from_slice(&(result_formats.len() as i16).to_be_bytes());
+        for f in &result_formats {
+            rest.extend_from_slice(&f.to_be_bytes());
+        }
+        let shard_stmt = Stmt::new(sql.as_bytes(), &stmt.param_types);
+        let name = statement_name(shard_stmt.hash);
+        let in_txn = !self.participants.is_empty() || self.deferred_begin.is_some();
+        for &s in &shards {
+            if let Err(e) = self.ensure_backend(s).await {
+                self.release_unused();
+                self.refuse_cycle(e, false);
+                self.after_refusal(synced);
+                return true;
+            }
+            if in_txn {
+                if let Err(e) = self.begin_on(s, true).await {
+                    self.refuse_cycle(e, false);
+                    self.after_refusal(synced);
+                    return true;
+                }
+            }
+            let (conn, out) = self.conn_and_buf(s);
+            if !conn.statements.contains(&shard_stmt.hash) {
+                build::parse(out, &name, &shard_stmt.sql, &shard_stmt.param_types);
+                conn.expect(Expect::Parse {
+                    hidden: true,
+                    stmt: shard_stmt.hash,
+                    named: true,
+                });
+                conn.statements.insert(shard_stmt.hash);
+            }
+            build::bind(out, b"", &name, &rest);
+            conn.expect(Expect::Bind);
+            build::target(out, b'D', b'P', b"");
+            conn.expect(Expect::Describe);
+            build::execute(out, b"", 0);
+            conn.expect(Expect::Execute);
+            build::sync(out);
+            conn.expect(Expect::Sync);
+        }
+        self.sent_cycles += 1;
+        self.last_target = None;
+        self.cycle_shards.push_back(None);
+        self.flush_servers().await;
+        self.run_merge(shards, plan, Some((prefix, describe))).await
     }
 }

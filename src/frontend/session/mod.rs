@@ -14,9 +14,12 @@
 
 mod client;
 mod copy;
+mod effects;
 mod fanout;
+mod local;
 mod merging;
 mod per_statement;
+mod query;
 mod relay;
 mod route;
 
