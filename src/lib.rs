@@ -25,4 +25,5 @@ pub mod merge;
 pub mod pgtext;
 pub mod protocol;
 pub mod router;
+pub mod telemetry;
 pub mod twopc;

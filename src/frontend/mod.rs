@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod cancel;
+mod limits;
 mod listener;
 mod session;
 pub mod settings;
@@ -26,6 +27,7 @@ use crate::backend::ShardPool;
 use crate::catalog::{Catalog, DirectoryCache};
 use crate::config::{CatalogRef, Config, HashFunction, Scheme};
 use crate::router::Router;
+use crate::telemetry::TwoPcOutcome;
 use auth::Credentials;
 use cancel::CancelRegistry;
 
@@ -57,13 +59,18 @@ struct ProxyInner {
     /// ParameterStatus sets seen at login, by client-settings fingerprint, so that a login
     /// only needs a server connection the first time a combination of settings is seen.
     login_params: Mutex<HashMap<u64, LoginParams>>,
+    metrics: crate::telemetry::Metrics,
+    limits: limits::Budgets,
 }
 
 /// A proxy that is accepting connections.
 pub struct RunningProxy {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     proxy: Proxy,
     accept: tokio::task::JoinHandle<()>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +136,8 @@ impl Proxy {
                 clients: AtomicUsize::new(0),
                 clients_gone: Notify::new(),
                 login_params: Mutex::new(HashMap::new()),
+                metrics: crate::telemetry::Metrics::new(),
+                limits: limits::Budgets::default(),
             }),
         })
     }
@@ -249,6 +258,31 @@ impl Proxy {
         Ok(())
     }
 
+    pub fn metrics(&self) -> &crate::telemetry::Metrics {
+        &self.inner.metrics
+    }
+
+    /// The Prometheus page: counters as they stand, state gauges read from the pools now.
+    pub fn render_metrics(&self) -> String {
+        let samples: Vec<crate::telemetry::ShardSample> = self
+            .pools()
+            .iter()
+            .map(|p| crate::telemetry::ShardSample {
+                name: p.name(),
+                up: p.is_up(),
+                active: p.active_count(),
+                idle: p.idle_count(),
+            })
+            .collect();
+        self.inner.metrics.render(self.client_count(), &samples)
+    }
+
+    /// Count an error the proxy itself reports to a client and write it to `out`.
+    pub(crate) fn error_out(&self, out: &mut bytes::BytesMut, e: &crate::protocol::PgError) {
+        self.inner.metrics.error(&e.code);
+        crate::protocol::build::error(out, e);
+    }
+
     pub fn client_count(&self) -> usize {
         self.inner.clients.load(Ordering::Relaxed)
     }
@@ -268,14 +302,33 @@ impl Proxy {
         })?;
         let accept = tokio::spawn(listener::accept_loop(self.clone(), listener));
         let cfg = self.config();
+        let (metrics_addr, metrics_task) = match cfg.metrics_listen {
+            Some(m) => {
+                let me = self.clone();
+                let render: crate::telemetry::http::Render = Arc::new(move || me.render_metrics());
+                match crate::telemetry::http::serve(m, render).await {
+                    Ok((a, t)) => (Some(a), Some(t)),
+                    Err(source) => {
+                        accept.abort();
+                        return Err(StartError::Listen { addr: m, source });
+                    }
+                }
+            }
+            None => (None, None),
+        };
         if cfg.twopc.enabled && cfg.shards.len() > 1 {
             tokio::spawn(recovery_loop(self.clone()));
         }
         tracing::info!(%addr, "shardgate listening");
+        if let Some(m) = metrics_addr {
+            tracing::info!(addr = %m, "metrics at http://{m}/metrics");
+        }
         Ok(RunningProxy {
             addr,
+            metrics_addr,
             proxy: self,
             accept,
+            metrics_task,
         })
     }
 
@@ -310,6 +363,9 @@ impl RunningProxy {
     pub async fn shutdown(self, grace: Duration) -> usize {
         let _ = self.proxy.inner.shutdown.send(true);
         self.accept.abort();
+        if let Some(t) = &self.metrics_task {
+            t.abort();
+        }
         let deadline = tokio::time::Instant::now() + grace;
         while self.proxy.client_count() > 0 {
             let gone = self.proxy.inner.clients_gone.notified();
@@ -332,12 +388,19 @@ async fn recovery_loop(proxy: Proxy) {
     loop {
         match proxy.catalog_for_twopc().await {
             Ok(catalog) => match crate::twopc::recovery::recover(&cfg, &catalog).await {
-                Ok(r) if r.committed + r.rolled_back > 0 => tracing::info!(
-                    committed = r.committed,
-                    rolled_back = r.rolled_back,
-                    "recovered in-doubt transactions"
-                ),
-                Ok(_) => {}
+                Ok(r) => {
+                    let m = proxy.metrics();
+                    m.twopc(TwoPcOutcome::RecoveredCommit, r.committed as u64);
+                    m.twopc(TwoPcOutcome::RecoveredRollback, r.rolled_back as u64);
+                    m.set_in_doubt(r.waiting);
+                    if r.committed + r.rolled_back > 0 {
+                        tracing::info!(
+                            committed = r.committed,
+                            rolled_back = r.rolled_back,
+                            "recovered in-doubt transactions"
+                        );
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "two-phase commit recovery failed"),
             },
             Err(e) => tracing::debug!(error = %e, "recovery waits for the catalog"),

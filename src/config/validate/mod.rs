@@ -42,7 +42,7 @@ pub(super) fn validate(raw: RawConfig, source: &Path) -> Result<Config, Problem>
         None => None,
         Some(text) => Some(socket_addr("metrics_listen", text)?),
     };
-    if metrics_listen == Some(listen) {
+    if metrics_listen == Some(listen) && listen.port() != 0 {
         return Err(Problem::new("metrics_listen", "same address as listen"));
     }
     let database = database(raw.database, &shards)?;

@@ -216,7 +216,7 @@ impl Session {
                         if !self.settle().await {
                             return Ok(Flow::Close);
                         }
-                        build::error(&mut self.cwbuf, &e);
+                        self.proxy.error_out(&mut self.cwbuf, &e);
                         if f.tag == b'F' {
                             self.sent_cycles += 1;
                             self.finish_cycle_locally();
@@ -251,7 +251,7 @@ impl Session {
     /// Report an error for a whole cycle the proxy will not send. Inside a transaction the
     /// transaction is now failed, as Postgres does after any error.
     pub(super) fn refuse_cycle(&mut self, e: PgError, ends_cycle: bool) {
-        build::error(&mut self.cwbuf, &e);
+        self.proxy.error_out(&mut self.cwbuf, &e);
         self.cycle_error = true;
         if !self.participants.is_empty() || self.deferred_begin.is_some() {
             self.proxy_aborted = true;

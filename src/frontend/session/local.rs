@@ -35,7 +35,7 @@ impl Session {
                             name.as_deref().unwrap_or("")
                         ),
                     );
-                    build::error(&mut self.cwbuf, &e);
+                    self.proxy.error_out(&mut self.cwbuf, &e);
                     return;
                 }
             }
@@ -88,7 +88,7 @@ impl Session {
                 Ok(ClientMessage::Execute { .. }) => {
                     if let Some(e) = error.take() {
                         // The rest of the batch is skipped, as after any error.
-                        build::error(&mut self.cwbuf, &e);
+                        self.proxy.error_out(&mut self.cwbuf, &e);
                         self.skip_until_sync = true;
                     } else if let Some(a) = next.next() {
                         self.local_action(a, true);

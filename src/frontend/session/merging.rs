@@ -26,7 +26,12 @@ use crate::protocol::{build, decode, frame, sqlstate, Frame, PgError};
 const FLUSH_AT: usize = 64 * 1024;
 
 /// The ErrorResponse frame for a merge failure (the engine names shards by position).
-fn merge_error(e: &MergeError, cfg: &crate::config::Config, shards: &[ShardId]) -> BytesMut {
+fn merge_error(
+    e: &MergeError,
+    proxy: &crate::frontend::Proxy,
+    cfg: &crate::config::Config,
+    shards: &[ShardId],
+) -> BytesMut {
     let mut msg = e.to_string();
     for (i, &s) in shards.iter().enumerate() {
         msg = msg.replace(
@@ -35,7 +40,7 @@ fn merge_error(e: &MergeError, cfg: &crate::config::Config, shards: &[ShardId]) 
         );
     }
     let mut f = BytesMut::new();
-    build::error(&mut f, &PgError::error(e.sqlstate(), msg));
+    proxy.error_out(&mut f, &PgError::error(e.sqlstate(), msg));
     f
 }
 
@@ -168,14 +173,16 @@ impl Session {
                     progressed = true;
                     if let Err(e) = step {
                         if error.is_none() {
-                            error = Some(merge_error(&e, &self.cfg, &shards));
+                            error = Some(merge_error(&e, &self.proxy, &self.cfg, &shards));
                         }
                     }
                     if let (Some(m), None, false) = (merger.as_mut(), &error, done) {
                         match m.drain(&mut out) {
                             Ok(Progress::Done) => done = true,
                             Ok(Progress::NeedInput) => {}
-                            Err(e) => error = Some(merge_error(&e, &self.cfg, &shards)),
+                            Err(e) => {
+                                error = Some(merge_error(&e, &self.proxy, &self.cfg, &shards))
+                            }
                         }
                     }
                 }
@@ -227,7 +234,7 @@ impl Session {
             match merger.as_mut() {
                 Some(m) => match m.drain(&mut out) {
                     Ok(_) => build::command_complete(&mut out, &m.command_tag()),
-                    Err(e) => error = Some(merge_error(&e, &self.cfg, &shards)),
+                    Err(e) => error = Some(merge_error(&e, &self.proxy, &self.cfg, &shards)),
                 },
                 None => {
                     let mut f = BytesMut::new();
@@ -235,7 +242,7 @@ impl Session {
                         sqlstate::INTERNAL_ERROR,
                         "no shard described the merged result",
                     );
-                    build::error(&mut f, &e);
+                    self.proxy.error_out(&mut f, &e);
                     error = Some(f);
                 }
             }

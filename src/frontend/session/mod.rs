@@ -40,6 +40,7 @@ use super::Proxy;
 use crate::backend::PooledConn;
 use crate::config::{Config, PoolMode, ShardId};
 use crate::protocol::{build, sqlstate, PgError};
+use crate::telemetry::TwoPcOutcome;
 
 /// How long a client may take to open and authenticate (Postgres' authentication_timeout).
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -141,6 +142,14 @@ pub(super) struct Session {
     copy_in: Option<copy::CopySplit>,
     /// The shard of each cycle sent, oldest first, to learn where a transaction opened.
     cycle_shards: std::collections::VecDeque<Option<ShardId>>,
+    /// The login user (limits are per user).
+    user: String,
+    /// The widest route of the cycle being routed: its class and shard count.
+    routed: Option<(crate::router::RouteClass, usize)>,
+    /// The cycle (by `sent_cycles` before it is sent) last charged and counted.
+    counted_cycle: Option<u64>,
+    /// Cycles being timed: (cycle number, when routed, route class).
+    timings: std::collections::VecDeque<(u64, std::time::Instant, crate::router::RouteClass)>,
 }
 
 pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
@@ -152,7 +161,7 @@ pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
             proxy.inner.cancel.cancel(pid, &secret);
             return;
         }
-        Ok(Err(e)) => return refuse(&mut stream, &e).await,
+        Ok(Err(e)) => return refuse(&proxy, &mut stream, &e).await,
         Err(_) => return,
     };
     if params
@@ -163,14 +172,14 @@ pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
     }
     let mut session = match tokio::time::timeout(
         LOGIN_TIMEOUT,
-        Session::login(proxy, stream, rbuf, params),
+        Session::login(proxy.clone(), stream, rbuf, params),
     )
     .await
     {
         Ok(Ok(s)) => s,
         Ok(Err((mut stream, e))) => {
             tracing::info!(%peer, error = %e, "login refused");
-            return refuse(&mut stream, &e).await;
+            return refuse(&proxy, &mut stream, &e).await;
         }
         Err(_) => return,
     };
@@ -202,7 +211,7 @@ async fn admin_login(
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "admin login refused");
-            return refuse(&mut client, &e).await;
+            return refuse(&proxy, &mut client, &e).await;
         }
         Err(_) => return,
     }
@@ -224,9 +233,9 @@ async fn admin_login(
     }
 }
 
-async fn refuse(stream: &mut TcpStream, e: &PgError) {
+async fn refuse(proxy: &Proxy, stream: &mut TcpStream, e: &PgError) {
     let mut out = BytesMut::new();
-    build::error(&mut out, e);
+    proxy.error_out(&mut out, e);
     let _ = stream.write_all(&out).await;
 }
 
@@ -321,6 +330,10 @@ impl Session {
             fan: None,
             copy_in: None,
             cycle_shards: std::collections::VecDeque::new(),
+            user: user.clone(),
+            routed: None,
+            counted_cycle: None,
+            timings: std::collections::VecDeque::new(),
             cfg,
         };
         // The client learns the server's parameters from the default shard, with its own
@@ -422,7 +435,7 @@ impl Session {
     }
 
     async fn send_error(&mut self, e: &PgError) {
-        build::error(&mut self.cwbuf, e);
+        self.proxy.error_out(&mut self.cwbuf, e);
         let _ = self.client.write_all(&self.cwbuf).await;
         self.cwbuf.clear();
     }
@@ -516,16 +529,27 @@ impl Session {
                             conn.broken = true;
                         }
                     }
+                    self.proxy.metrics().twopc(TwoPcOutcome::Aborted, 1);
                     Err(Some(e))
                 }
                 Ok(catalog) => {
                     let gid = self.proxy.gids().next();
                     let failpoints = self.proxy.failpoints().clone();
+                    let metrics = self.proxy.metrics().clone();
                     let mut parts = self.participant_conns(&shards);
                     match crate::twopc::commit(&mut parts, &catalog, &gid, &failpoints).await {
-                        Ok(()) => Ok("COMMIT"),
-                        Err(crate::twopc::CommitError::Aborted(e))
-                        | Err(crate::twopc::CommitError::Unknown(e)) => Err(Some(e)),
+                        Ok(()) => {
+                            metrics.twopc(TwoPcOutcome::Committed, 1);
+                            Ok("COMMIT")
+                        }
+                        Err(crate::twopc::CommitError::Aborted(e)) => {
+                            metrics.twopc(TwoPcOutcome::Aborted, 1);
+                            Err(Some(e))
+                        }
+                        Err(crate::twopc::CommitError::Unknown(e)) => {
+                            metrics.twopc(TwoPcOutcome::Unknown, 1);
+                            Err(Some(e))
+                        }
                         Err(crate::twopc::CommitError::Crashed) => {
                             for (_, conn) in parts {
                                 conn.broken = true;
@@ -544,6 +568,19 @@ impl Session {
             self.saw_rollback = true;
         }
         result
+    }
+
+    /// Record the latency of every timed cycle that has now been answered.
+    fn cycles_done(&mut self) {
+        while let Some(&(n, at, class)) = self.timings.front() {
+            if n > self.done_cycles {
+                break;
+            }
+            self.timings.pop_front();
+            self.proxy
+                .metrics()
+                .duration(class, at.elapsed().as_secs_f64());
+        }
     }
 
     /// Whether `shard` is the last one a frame is emitted for in this cycle.

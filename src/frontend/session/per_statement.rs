@@ -38,13 +38,13 @@ impl Session {
                     let shard = match self.shard_of_bind(&frames[i..=i]).await {
                         Ok(s) => s,
                         Err(e) => {
-                            build::error(&mut out, &e);
+                            self.proxy.error_out(&mut out, &e);
                             failed = true;
                             continue;
                         }
                     };
                     if let Err(e) = self.enter(shard, implicit, in_txn, &mut involved).await {
-                        build::error(&mut out, &e);
+                        self.proxy.error_out(&mut out, &e);
                         failed = true;
                         continue;
                     }
@@ -79,7 +79,7 @@ impl Session {
                         sqlstate::FEATURE_NOT_SUPPORTED,
                         "this message in a batch whose statements go to different shards",
                     );
-                    build::error(&mut out, &e);
+                    self.proxy.error_out(&mut out, &e);
                     failed = true;
                 }
             }
@@ -111,7 +111,7 @@ impl Session {
             } else {
                 match self.end_multi(true).await {
                     Ok(_) => {}
-                    Err(Some(e)) => build::error(&mut out, &e),
+                    Err(Some(e)) => self.proxy.error_out(&mut out, &e),
                     Err(None) => return false,
                 }
             }

@@ -113,7 +113,7 @@ impl Session {
                     self.finish_cycle_locally();
                 }
                 Err(Some(e)) => {
-                    build::error(&mut self.cwbuf, &e);
+                    self.proxy.error_out(&mut self.cwbuf, &e);
                     self.finish_cycle_locally();
                 }
                 Err(None) => return false,

@@ -122,6 +122,7 @@ impl Session {
                     }
                     if vis == Visibility::Forward {
                         self.cycle_error = true;
+                        self.proxy.metrics().server_error();
                     }
                 }
                 b'C' if body.starts_with(b"ROLLBACK") => {
@@ -295,6 +296,7 @@ impl Session {
         }
         let cycle = self.done_cycles;
         self.done_cycles += 1;
+        self.cycles_done();
         self.rollback_cycles.retain(|&(c, _)| c > cycle);
         let failed = self.cycle_error;
         let mut i = 0;
@@ -424,7 +426,7 @@ impl Session {
                             crate::protocol::build::command_complete(&mut out, t);
                         }
                     }
-                    Err(Some(e)) => crate::protocol::build::error(&mut out, &e),
+                    Err(Some(e)) => self.proxy.error_out(&mut out, &e),
                     Err(None) => return false,
                 }
             }

@@ -188,8 +188,37 @@ impl Session {
         ))
     }
 
-    /// Route a whole cycle.
+    /// Route a whole cycle, apply the limits of SPEC 11 to a fan-out, and count it.
     pub(super) async fn target(&mut self, items: &[Item<'_>]) -> Target {
+        self.routed = None;
+        let t = self.route_cycle(items).await;
+        if matches!(
+            t,
+            Target::Refuse(_) | Target::Local(_) | Target::EndMulti { .. }
+        ) {
+            return t;
+        }
+        let Some((class, shards)) = self.routed else {
+            return t;
+        };
+        // A cycle routed twice (after settling earlier answers) is charged and counted once.
+        if self.counted_cycle == Some(self.sent_cycles) {
+            return t;
+        }
+        let limits = &self.cfg.limits;
+        if let Err((limit, e)) = self.proxy.inner.limits.admit(&self.user, shards, limits) {
+            self.proxy.metrics().limit_rejected(limit);
+            return Target::Refuse(e);
+        }
+        self.counted_cycle = Some(self.sent_cycles);
+        self.proxy.metrics().query(class, shards);
+        self.timings
+            .push_back((self.sent_cycles + 1, std::time::Instant::now(), class));
+        t
+    }
+
+    /// Route a whole cycle (the decision alone).
+    async fn route_cycle(&mut self, items: &[Item<'_>]) -> Target {
         let executing: Vec<&Item> = items.iter().filter(|i| i.executes).collect();
         let no_txn = self.participants.is_empty() && self.deferred_begin.is_none();
         // Statements the proxy answers itself: only when the whole cycle is made of them.
@@ -312,6 +341,10 @@ impl Session {
                 Decision::Control(_) | Decision::Lookup { .. } => continue,
             };
             if route.flexible {
+                // Runs wherever the cycle's other statements run (a reference read).
+                if item.executes && self.routed.is_none() {
+                    self.routed = Some((route.class, 1));
+                }
                 continue;
             }
             if !item.executes {
@@ -320,6 +353,9 @@ impl Session {
             }
             data += 1;
             any_write |= route.write;
+            if self.routed.is_none_or(|(_, n)| route.shards.len() >= n) {
+                self.routed = Some((route.class, route.shards.len()));
+            }
             if route.shards.len() == 1 {
                 fixed.push(route.shards[0]);
             } else {
