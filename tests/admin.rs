@@ -4,24 +4,11 @@
 
 mod common;
 
-use common::proxy::code;
+use common::proxy::{admin_psql, code};
 use common::trap::{owner, setup_with};
 use shardgate::twopc::points;
 
 const ADMIN: &str = "admin: { user: admin, password: adminpw }\n";
-
-async fn admin_psql(port: u16, sql: &str, password: &str) -> std::process::Output {
-    let url = format!("postgres://admin:{password}@127.0.0.1:{port}/shardgate");
-    let sql = sql.to_owned();
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(common::bin_path("psql"))
-            .args(["-X", "-A", "-F", "|", "-c", &sql, &url])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
 
 #[tokio::test]
 async fn admin_console_commands() {

@@ -3,8 +3,9 @@
 //! has the same column.
 //!
 //! Owns parsing the commands and rendering their results as text rows. It reads the proxy's
-//! state through the `Proxy` handle; it changes nothing yet (RELOAD, PAUSE and RESUME say they
-//! are not available).
+//! state through the `Proxy` handle; RELOAD re-reads the config file, PAUSE holds new
+//! requests until every server connection is released (then closes the idle ones), RESUME
+//! lets them go on.
 
 mod show;
 
@@ -17,8 +18,13 @@ use crate::protocol::decode::{self, ClientMessage};
 use crate::protocol::{build, frame, sqlstate, PgError};
 
 /// The commands, as listed to a user who typed something else.
-pub const COMMANDS: &str =
-    "SHOW SHARDS, SHOW POOLS, SHOW CONFIG, SHOW BUCKETS, SHOW TRANSACTIONS, SHOW ROUTE <sql>";
+pub const COMMANDS: &str = "SHOW SHARDS, SHOW POOLS, SHOW CLIENTS, SHOW STATS, SHOW CONFIG, SHOW BUCKETS, SHOW TRANSACTIONS, SHOW ROUTE <sql>, RELOAD, PAUSE, RESUME";
+
+/// What a command answers: a table, or just a command tag.
+pub enum Answer {
+    Table(Table),
+    Tag(&'static str, Vec<String>),
+}
 
 /// A result set: column names and text rows.
 pub struct Table {
@@ -52,8 +58,13 @@ pub async fn serve(proxy: Proxy, mut client: TcpStream, mut rbuf: BytesMut) {
             Ok(ClientMessage::Query(sql)) => {
                 let sql = String::from_utf8_lossy(sql);
                 match run(&proxy, sql.trim().trim_end_matches(';').trim()).await {
-                    Ok(Some(table)) => render(&mut out, &table),
-                    Ok(None) => build::command_complete(&mut out, "SHOW"),
+                    Ok(Answer::Table(table)) => render(&mut out, &table),
+                    Ok(Answer::Tag(tag, notices)) => {
+                        for n in notices {
+                            build::notice(&mut out, "NOTICE", "00000", &n);
+                        }
+                        build::command_complete(&mut out, tag)
+                    }
                     Err(e) => build::error(&mut out, &e),
                 }
                 build::ready_for_query(&mut out, b'I');
@@ -84,30 +95,69 @@ pub async fn serve(proxy: Proxy, mut client: TcpStream, mut rbuf: BytesMut) {
 }
 
 /// Run one command.
-async fn run(proxy: &Proxy, cmd: &str) -> Result<Option<Table>, PgError> {
+async fn run(proxy: &Proxy, cmd: &str) -> Result<Answer, PgError> {
     let lower = cmd.to_ascii_lowercase();
     let words: Vec<&str> = lower.split_whitespace().collect();
+    let table = |t| Ok(Answer::Table(t));
     match words.as_slice() {
-        ["show", "shards"] => Ok(Some(show::shards(proxy))),
-        ["show", "pools"] => Ok(Some(show::pools(proxy))),
-        ["show", "config"] => Ok(Some(show::config(proxy))),
-        ["show", "buckets"] => Ok(Some(show::buckets(proxy))),
-        ["show", "transactions"] => show::transactions(proxy).await.map(Some),
+        ["show", "shards"] => table(show::shards(proxy)),
+        ["show", "pools"] => table(show::pools(proxy)),
+        ["show", "clients"] => table(show::clients(proxy)),
+        ["show", "stats"] => table(show::stats(proxy)),
+        ["show", "config"] => table(show::config(proxy)),
+        ["show", "buckets"] => table(show::buckets(proxy)),
+        ["show", "transactions"] => show::transactions(proxy).await.map(Answer::Table),
         ["show", "route", ..] => {
             // The statement as typed (its case matters for quoted names and literals).
             let at = lower
                 .find("route")
                 .map(|i| i + "route".len())
                 .unwrap_or(cmd.len());
-            Ok(Some(show::route(proxy, cmd[at..].trim())))
+            table(show::route(proxy, cmd[at..].trim()))
         }
-        ["reload"] | ["pause"] | ["resume"] => Err(PgError::error(
-            sqlstate::FEATURE_NOT_SUPPORTED,
-            format!(
-                "{} is not available in this version of shardgate",
-                words[0].to_uppercase()
-            ),
-        )),
+        ["reload"] => match proxy.reload_from_file().await {
+            Ok(r) => {
+                let mut notes = Vec::new();
+                if !r.shards_added.is_empty() {
+                    notes.push(format!("shards added: {}", r.shards_added.join(", ")));
+                }
+                if !r.restart_needed.is_empty() {
+                    notes.push(format!(
+                        "changed but kept until a restart: {}",
+                        r.restart_needed.join(", ")
+                    ));
+                }
+                Ok(Answer::Tag("RELOAD", notes))
+            }
+            Err(e) => Err(PgError::error(
+                "F0000",
+                format!("config not reloaded, the running config stays: {e}"),
+            )),
+        },
+        ["pause"] => {
+            proxy.set_paused(true);
+            // As PgBouncer: return once no server connection is in use, then close the idle ones.
+            while proxy.pools().iter().any(|p| p.active_count() > 0) {
+                if !proxy.is_paused() {
+                    return Err(PgError::error(
+                        "57014",
+                        "PAUSE was undone by a RESUME before every server connection was released",
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            for p in proxy.pools() {
+                p.drain_idle();
+            }
+            Ok(Answer::Tag("PAUSE", Vec::new()))
+        }
+        ["resume"] => {
+            if !proxy.is_paused() {
+                return Err(PgError::error("55000", "shardgate is not paused"));
+            }
+            proxy.set_paused(false);
+            Ok(Answer::Tag("RESUME", Vec::new()))
+        }
         _ => Err(
             PgError::error("42601", format!("unknown admin command \"{cmd}\""))
                 .with_hint(format!("The admin console knows: {COMMANDS}.")),

@@ -35,7 +35,9 @@ pub fn shards(proxy: &Proxy) -> Table {
     }
 }
 
-/// Pools, one per shard, with PgBouncer's column names.
+/// Pools, one per shard, with PgBouncer's column names: `cl_active` clients holding one of
+/// the shard's connections, `cl_waiting` clients waiting for one, `maxwait` how long the
+/// oldest has waited.
 pub fn pools(proxy: &Proxy) -> Table {
     let cfg = proxy.config();
     let mode = match cfg.pool.mode {
@@ -50,25 +52,104 @@ pub fn pools(proxy: &Proxy) -> Table {
             "cl_waiting",
             "sv_active",
             "sv_idle",
-            "sv_used",
             "maxwait",
+            "maxwait_us",
             "pool_mode",
+            "pool_size",
         ],
         rows: cfg
             .shards
             .iter()
             .zip(proxy.pools())
             .map(|(sh, pool)| {
+                let (waiting, longest) = pool.waiting();
                 vec![
                     s(&sh.name),
                     s(&sh.target.user),
-                    s(proxy.client_count()),
-                    s(0),
+                    s(pool.active_count()),
+                    s(waiting),
                     s(pool.active_count()),
                     s(pool.idle_count()),
-                    s(0),
-                    s(0),
+                    s(longest.as_secs()),
+                    s(longest.subsec_micros()),
                     s(mode),
+                    s(pool.config().size),
+                ]
+            })
+            .collect(),
+    }
+}
+
+fn time_text(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // Seconds from 1970-01-01 to 2000-01-01, Postgres' epoch.
+    const PG_EPOCH: i64 = 946_684_800;
+    crate::merge::datetime::format_timestamp((secs as i64 - PG_EPOCH) * 1_000_000, true)
+}
+
+/// Connected clients (PgBouncer's column names where they exist).
+pub fn clients(proxy: &Proxy) -> Table {
+    Table {
+        columns: vec![
+            "type",
+            "user",
+            "database",
+            "state",
+            "addr",
+            "port",
+            "connect_time",
+            "request_time",
+            "application_name",
+            "pid",
+        ],
+        rows: proxy
+            .clients()
+            .all()
+            .iter()
+            .map(|c| {
+                vec![
+                    s("C"),
+                    s(&c.user),
+                    s(&c.database),
+                    s(c.state().label()),
+                    s(c.addr.ip()),
+                    s(c.addr.port()),
+                    s(time_text(c.connected)),
+                    s(time_text(c.last_request())),
+                    s(&c.application_name),
+                    s(c.pid),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// Statement counts and times since start, one row per route class. Times are in
+/// microseconds, as in PgBouncer; `avg_query_time` is the mean over all timed requests.
+pub fn stats(proxy: &Proxy) -> Table {
+    let db = proxy.config().database.clone();
+    Table {
+        columns: vec![
+            "database",
+            "route",
+            "total_query_count",
+            "total_query_time",
+            "avg_query_time",
+        ],
+        rows: proxy
+            .metrics()
+            .totals()
+            .iter()
+            .map(|t| {
+                vec![
+                    s(&db),
+                    s(t.class.label()),
+                    s(t.queries),
+                    s(t.time_us),
+                    s(t.time_us.checked_div(t.timed).unwrap_or(0)),
                 ]
             })
             .collect(),

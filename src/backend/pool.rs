@@ -11,7 +11,7 @@
 //! "waited too long" (53300) and "shard is down" (08006) kept apart; bb8's retrying connect
 //! folds both into one timeout. bb8 still pools the tokio-postgres control connections.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -30,8 +30,14 @@ struct PoolInner {
     shard: ShardId,
     name: String,
     target: PgTarget,
-    cfg: PoolConfig,
+    /// Replaced on reload; read at each checkout.
+    cfg: arc_swap::ArcSwap<PoolConfig>,
     permits: Arc<Semaphore>,
+    /// Connections handed out right now.
+    active: AtomicUsize,
+    /// Checkouts waiting for a free connection: (ticket, since when).
+    waiters: Mutex<Vec<(u64, Instant)>>,
+    next_ticket: AtomicU64,
     idle: Mutex<Vec<ServerConn>>,
     up: AtomicBool,
     stats: PoolStats,
@@ -72,6 +78,7 @@ impl std::ops::DerefMut for PooledConn {
 
 impl Drop for PooledConn {
     fn drop(&mut self) {
+        self.pool.active.fetch_sub(1, Ordering::Relaxed);
         if let Some(mut conn) = self.conn.take() {
             if conn.is_clean() {
                 conn.last_used = Instant::now();
@@ -85,6 +92,30 @@ impl Drop for PooledConn {
     }
 }
 
+/// A checkout waiting for a permit, listed while it waits (for `cl_waiting`, `maxwait`).
+struct Waiting<'a> {
+    pool: &'a PoolInner,
+    ticket: u64,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(pool: &'a PoolInner) -> Self {
+        let ticket = pool.next_ticket.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut w) = pool.waiters.lock() {
+            w.push((ticket, Instant::now()));
+        }
+        Waiting { pool, ticket }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.pool.waiters.lock() {
+            w.retain(|(t, _)| *t != self.ticket);
+        }
+    }
+}
+
 impl ShardPool {
     pub fn new(shard: ShardId, name: &str, target: PgTarget, cfg: PoolConfig) -> Self {
         ShardPool {
@@ -93,7 +124,10 @@ impl ShardPool {
                 name: name.to_owned(),
                 target,
                 permits: Arc::new(Semaphore::new(cfg.size as usize)),
-                cfg,
+                cfg: arc_swap::ArcSwap::from_pointee(cfg),
+                active: AtomicUsize::new(0),
+                waiters: Mutex::new(Vec::new()),
+                next_ticket: AtomicU64::new(0),
                 idle: Mutex::new(Vec::new()),
                 up: AtomicBool::new(true),
                 stats: PoolStats::default(),
@@ -119,19 +153,58 @@ impl ShardPool {
 
     /// Connections handed out right now.
     pub fn active_count(&self) -> usize {
-        self.inner.cfg.size as usize - self.inner.permits.available_permits()
+        self.inner.active.load(Ordering::Relaxed)
+    }
+
+    /// Checkouts waiting for a connection now, and how long the oldest has waited.
+    pub fn waiting(&self) -> (usize, std::time::Duration) {
+        let w = self
+            .inner
+            .waiters
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default();
+        let longest = w.iter().map(|(_, t)| t.elapsed()).max().unwrap_or_default();
+        (w.len(), longest)
+    }
+
+    /// The pool settings in force.
+    pub fn config(&self) -> Arc<PoolConfig> {
+        self.inner.cfg.load_full()
+    }
+
+    /// Apply new pool settings (a reload). A larger size takes effect at once; a smaller one
+    /// as connections come back (no client loses its connection).
+    pub fn reconfigure(&self, cfg: PoolConfig) {
+        let old = self.inner.cfg.load().size;
+        let new = cfg.size;
+        self.inner.cfg.store(Arc::new(cfg));
+        if new > old {
+            self.inner.permits.add_permits((new - old) as usize);
+        } else if new < old {
+            let permits = self.inner.permits.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = permits.acquire_many_owned(old - new).await {
+                    p.forget();
+                }
+            });
+        }
     }
 
     /// Check out a connection. Cancel-safe: dropping the future gives everything back.
     pub async fn checkout(&self) -> Result<PooledConn, PgError> {
         let inner = &self.inner;
+        let cfg = inner.cfg.load_full();
         inner.stats.checkouts.fetch_add(1, Ordering::Relaxed);
-        let permit = match tokio::time::timeout(
-            inner.cfg.checkout_timeout,
-            inner.permits.clone().acquire_owned(),
-        )
-        .await
-        {
+        let permit = match inner.permits.clone().try_acquire_owned() {
+            Ok(p) => Ok(Ok(p)),
+            Err(_) => {
+                let _waiting = Waiting::new(inner);
+                tokio::time::timeout(cfg.checkout_timeout, inner.permits.clone().acquire_owned())
+                    .await
+            }
+        };
+        let permit = match permit {
             Ok(Ok(p)) => p,
             _ => {
                 inner
@@ -142,7 +215,7 @@ impl ShardPool {
                     sqlstate::TOO_MANY_CONNECTIONS,
                     format!(
                         "no server connection to shard \"{}\" became free within {:?} (pool.size = {})",
-                        inner.name, inner.cfg.checkout_timeout, inner.cfg.size
+                        inner.name, cfg.checkout_timeout, cfg.size
                     ),
                 ));
             }
@@ -150,8 +223,8 @@ impl ShardPool {
         loop {
             let candidate = inner.idle.lock().ok().and_then(|mut idle| idle.pop());
             let Some(mut conn) = candidate else { break };
-            let expired = !inner.cfg.idle_timeout.is_zero()
-                && conn.last_used.elapsed() > inner.cfg.idle_timeout;
+            let expired =
+                !cfg.idle_timeout.is_zero() && conn.last_used.elapsed() > cfg.idle_timeout;
             if !expired && conn.looks_alive() {
                 return Ok(self.wrap(conn, permit));
             }
@@ -161,6 +234,7 @@ impl ShardPool {
     }
 
     fn wrap(&self, conn: ServerConn, permit: OwnedSemaphorePermit) -> PooledConn {
+        self.inner.active.fetch_add(1, Ordering::Relaxed);
         PooledConn {
             conn: Some(conn),
             pool: self.inner.clone(),
@@ -171,7 +245,8 @@ impl ShardPool {
     async fn connect(&self) -> Result<ServerConn, PgError> {
         let inner = &self.inner;
         inner.stats.connects.fetch_add(1, Ordering::Relaxed);
-        match ServerConn::connect(inner.shard, &inner.target, inner.cfg.connect_timeout).await {
+        let timeout = inner.cfg.load().connect_timeout;
+        match ServerConn::connect(inner.shard, &inner.target, timeout).await {
             Ok(c) => {
                 inner.up.store(true, Ordering::Relaxed);
                 Ok(c)
@@ -191,6 +266,44 @@ impl ShardPool {
                 .with_detail(format!("target {}", inner.target.redacted_url())))
             }
         }
+    }
+
+    /// One health pass: drop idle connections that are closed or sent something unasked;
+    /// when the pool is marked down, or holds no connection at all, connect once to learn
+    /// whether the shard is up (a success stays in the pool as an idle connection).
+    /// Returns whether the shard is up afterwards.
+    pub async fn health_check(&self) -> bool {
+        let inner = &self.inner;
+        let idle = inner
+            .idle
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        let before = idle.len();
+        let alive: Vec<ServerConn> = idle
+            .into_iter()
+            .filter_map(|mut c| c.looks_alive().then_some(c))
+            .collect();
+        let dropped = before - alive.len();
+        let have = alive.len();
+        if let Ok(mut v) = inner.idle.lock() {
+            // Connections returned meanwhile are newer: keep them on top (LIFO).
+            let newer = std::mem::replace(&mut *v, alive);
+            v.extend(newer);
+        }
+        if dropped > 0 {
+            tracing::info!(shard = %inner.name, dropped, "closed broken idle server connections");
+        }
+        let probe = !self.is_up() || (have == 0 && self.active_count() == 0);
+        if probe {
+            let Ok(permit) = inner.permits.clone().try_acquire_owned() else {
+                return self.is_up();
+            };
+            if let Ok(conn) = self.connect().await {
+                drop(self.wrap(conn, permit));
+            }
+        }
+        self.is_up()
     }
 
     /// Close every idle connection (used on shutdown and reload).

@@ -1,5 +1,6 @@
-//! `shardgate serve`: load the config, start the proxy, run until SIGTERM or SIGINT, then
-//! shut down gracefully (stop accepting, let open transactions finish for a bounded time).
+//! `shardgate serve`: load the config, start the proxy, reload it on SIGHUP, run until SIGTERM
+//! or SIGINT, then shut down gracefully (stop accepting, let open transactions finish for a
+//! bounded time).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -41,9 +42,21 @@ pub async fn serve_until_signal(cfg: Config) -> Result<(), CliError> {
         .map_err(|e| CliError::Runtime(format!("cannot install signal handler: {e}")))?;
     let mut int = signal(SignalKind::interrupt())
         .map_err(|e| CliError::Runtime(format!("cannot install signal handler: {e}")))?;
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| CliError::Runtime(format!("cannot install signal handler: {e}")))?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match running.proxy().reload_from_file().await {
+                Ok(r) => tracing::info!(
+                    shards_added = ?r.shards_added,
+                    restart_needed = ?r.restart_needed,
+                    "SIGHUP: config reloaded"
+                ),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: config not reloaded, the running config stays"),
+            },
+        }
     }
     tracing::info!("shutting down: no new clients; waiting for open transactions");
     let left = running.shutdown(SHUTDOWN_GRACE).await;

@@ -7,8 +7,10 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod clients;
 mod limits;
 mod listener;
+pub mod reload;
 mod session;
 pub mod settings;
 pub mod startup;
@@ -40,9 +42,17 @@ pub struct Proxy {
     inner: Arc<ProxyInner>,
 }
 
+/// What a reload replaces as one: the config, the router built for it (tables, plan cache,
+/// live bucket maps) and one pool per shard. Shards are only ever appended, so a session
+/// holding an older snapshot can move to a newer one at any time.
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub router: Router,
+    pub pools: Vec<ShardPool>,
+}
+
 struct ProxyInner {
-    config: ArcSwap<Config>,
-    router: Router,
+    state: ArcSwap<Snapshot>,
     /// Set by `start` when the config has schemes that need it (hash bucket maps, directory).
     catalog: std::sync::OnceLock<Catalog>,
     directory: DirectoryCache,
@@ -50,7 +60,6 @@ struct ProxyInner {
     catalog_init: tokio::sync::Mutex<()>,
     failpoints: crate::twopc::Failpoints,
     gids: crate::twopc::GidSource,
-    pools: Vec<ShardPool>,
     creds: ArcSwap<Credentials>,
     cancel: CancelRegistry,
     shutdown: watch::Sender<bool>,
@@ -61,6 +70,13 @@ struct ProxyInner {
     login_params: Mutex<HashMap<u64, LoginParams>>,
     metrics: crate::telemetry::Metrics,
     limits: limits::Budgets,
+    client_list: clients::ClientList,
+    /// PAUSE: sessions wait before taking a server connection while this is true.
+    paused: watch::Sender<bool>,
+    /// Reloads run one at a time.
+    reload_lock: tokio::sync::Mutex<()>,
+    /// Whether the directory listener runs (started once, by start or a reload).
+    directory_listener: std::sync::atomic::AtomicBool,
 }
 
 /// A proxy that is accepting connections.
@@ -120,16 +136,19 @@ impl Proxy {
             .collect();
         let (shutdown, _) = watch::channel(false);
         let config = Arc::new(config);
+        let state = Snapshot {
+            router: Router::new(config.clone()),
+            config,
+            pools,
+        };
         Ok(Proxy {
             inner: Arc::new(ProxyInner {
-                router: Router::new(config.clone()),
+                state: ArcSwap::from_pointee(state),
                 catalog: std::sync::OnceLock::new(),
                 directory: DirectoryCache::new(DIRECTORY_CACHE_SIZE),
                 catalog_init: tokio::sync::Mutex::new(()),
                 failpoints: crate::twopc::Failpoints::default(),
                 gids: crate::twopc::GidSource::default(),
-                config: ArcSwap::new(config),
-                pools,
                 creds: ArcSwap::from_pointee(creds),
                 cancel: CancelRegistry::default(),
                 shutdown,
@@ -138,20 +157,29 @@ impl Proxy {
                 login_params: Mutex::new(HashMap::new()),
                 metrics: crate::telemetry::Metrics::new(),
                 limits: limits::Budgets::default(),
+                client_list: clients::ClientList::default(),
+                paused: watch::channel(false).0,
+                reload_lock: tokio::sync::Mutex::new(()),
+                directory_listener: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.inner.config.load_full()
+        self.inner.state.load().config.clone()
     }
 
-    pub fn pools(&self) -> &[ShardPool] {
-        &self.inner.pools
+    /// The config, router and pools in force (replaced as one by a reload).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.state.load_full()
     }
 
-    pub fn router(&self) -> &Router {
-        &self.inner.router
+    pub fn pools(&self) -> Vec<ShardPool> {
+        self.inner.state.load().pools.clone()
+    }
+
+    pub fn router(&self) -> Router {
+        self.inner.state.load().router.clone()
     }
 
     pub fn catalog(&self) -> Option<&Catalog> {
@@ -241,21 +269,33 @@ impl Proxy {
                     ))
                 })?);
             }
-            self.inner.router.set_bucket_map(name, map);
+            self.router().set_bucket_map(name, map);
         }
+        let _ = self.inner.catalog.set(catalog);
         if cfg
             .schemes
             .values()
             .any(|s| matches!(s, Scheme::Directory(_)))
         {
-            crate::catalog::spawn_directory_listener(
-                target,
-                self.inner.directory.clone(),
-                DIRECTORY_BACKSTOP,
-            );
+            self.ensure_directory_listener(&cfg);
         }
-        let _ = self.inner.catalog.set(catalog);
         Ok(())
+    }
+
+    /// Keep the directory cache fresh from the catalog's notifications (started once).
+    fn ensure_directory_listener(&self, cfg: &Config) {
+        if self.inner.directory_listener.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let target = match &cfg.catalog {
+            CatalogRef::Shard(i) => cfg.shards[*i].target.clone(),
+            CatalogRef::Url(t) => t.clone(),
+        };
+        crate::catalog::spawn_directory_listener(
+            target,
+            self.inner.directory.clone(),
+            DIRECTORY_BACKSTOP,
+        );
     }
 
     pub fn metrics(&self) -> &crate::telemetry::Metrics {
@@ -264,8 +304,8 @@ impl Proxy {
 
     /// The Prometheus page: counters as they stand, state gauges read from the pools now.
     pub fn render_metrics(&self) -> String {
-        let samples: Vec<crate::telemetry::ShardSample> = self
-            .pools()
+        let pools = self.pools();
+        let samples: Vec<crate::telemetry::ShardSample> = pools
             .iter()
             .map(|p| crate::telemetry::ShardSample {
                 name: p.name(),
@@ -281,6 +321,23 @@ impl Proxy {
     pub(crate) fn error_out(&self, out: &mut bytes::BytesMut, e: &crate::protocol::PgError) {
         self.inner.metrics.error(&e.code);
         crate::protocol::build::error(out, e);
+    }
+
+    pub fn clients(&self) -> &clients::ClientList {
+        &self.inner.client_list
+    }
+
+    /// PAUSE (true) or RESUME (false): paused, no session takes a new server connection.
+    pub fn set_paused(&self, paused: bool) {
+        self.inner.paused.send_replace(paused);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.inner.paused.borrow()
+    }
+
+    fn paused_signal(&self) -> watch::Receiver<bool> {
+        self.inner.paused.subscribe()
     }
 
     pub fn client_count(&self) -> usize {
@@ -319,6 +376,7 @@ impl Proxy {
         if cfg.twopc.enabled && cfg.shards.len() > 1 {
             tokio::spawn(recovery_loop(self.clone()));
         }
+        tokio::spawn(health_loop(self.clone()));
         tracing::info!(%addr, "shardgate listening");
         if let Some(m) = metrics_addr {
             tracing::info!(addr = %m, "metrics at http://{m}/metrics");
@@ -377,6 +435,34 @@ impl RunningProxy {
             p.drain_idle();
         }
         self.proxy.client_count()
+    }
+}
+
+/// How often each shard's pool is checked (idle connections probed, a down shard retried).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Check every shard's pool periodically until shutdown, so that `shardgate_shard_up` and
+/// `SHOW SHARDS` follow a shard going down and coming back even without traffic.
+async fn health_loop(proxy: Proxy) {
+    let mut shutdown = proxy.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let pools = proxy.pools();
+        let checks = pools.iter().map(|p| async move {
+            let was = p.is_up();
+            let now = p.health_check().await;
+            if was != now {
+                if now {
+                    tracing::info!(shard = %p.name(), "shard is back up");
+                } else {
+                    tracing::warn!(shard = %p.name(), "shard is down");
+                }
+            }
+        });
+        futures_util::future::join_all(checks).await;
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod http;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
@@ -112,6 +113,18 @@ struct Inner {
     in_doubt: Gauge,
     limits: [Counter; 2],
     clients: Gauge,
+    /// Per route class: statements, timed cycles and their total time in microseconds,
+    /// for the admin console's `SHOW STATS`.
+    totals: [[AtomicU64; 3]; 5],
+}
+
+/// `SHOW STATS` figures for one route class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteTotals {
+    pub class: RouteClass,
+    pub queries: u64,
+    pub timed: u64,
+    pub time_us: u64,
 }
 
 fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
@@ -165,6 +178,7 @@ impl Metrics {
             shards_per_query: r.register_histogram(&key("shardgate_shards_per_query", &[]), &META),
             in_doubt: r.register_gauge(&key("shardgate_twopc_in_doubt", &[]), &META),
             clients: r.register_gauge(&key("shardgate_client_connections", &[]), &META),
+            totals: Default::default(),
             queries,
             durations,
             errors,
@@ -180,12 +194,30 @@ impl Metrics {
     /// One routed statement: its route class and how many shards it touches.
     pub fn query(&self, class: RouteClass, shards: usize) {
         self.inner.queries[route_index(class)].increment(1);
+        self.inner.totals[route_index(class)][0].fetch_add(1, Ordering::Relaxed);
         self.inner.shards_per_query.record(shards as f64);
     }
 
     /// How long one request cycle took, from routing to the shard's last answer.
     pub fn duration(&self, class: RouteClass, seconds: f64) {
-        self.inner.durations[route_index(class)].record(seconds);
+        let i = route_index(class);
+        self.inner.durations[i].record(seconds);
+        self.inner.totals[i][1].fetch_add(1, Ordering::Relaxed);
+        self.inner.totals[i][2].fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Totals by route class since start.
+    pub fn totals(&self) -> Vec<RouteTotals> {
+        ROUTES
+            .iter()
+            .zip(&self.inner.totals)
+            .map(|(&class, t)| RouteTotals {
+                class,
+                queries: t[0].load(Ordering::Relaxed),
+                timed: t[1].load(Ordering::Relaxed),
+                time_us: t[2].load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// An error reported to a client, classified by its SQLSTATE.

@@ -197,6 +197,19 @@ pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
     tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
 
+/// Run one admin-console command through the real `psql` (unaligned, `|`-separated).
+pub async fn admin_psql(port: u16, sql: &str, password: &str) -> Output {
+    let url = format!("postgres://admin:{password}@127.0.0.1:{port}/shardgate");
+    let sql = sql.to_owned();
+    blocking(move || {
+        Command::new(bin_path("psql"))
+            .args(["-X", "-A", "-F", "|", "-c", &sql, &url])
+            .output()
+            .expect("psql")
+    })
+    .await
+}
+
 /// The SQLSTATE of a tokio-postgres error, or "" when it has none.
 pub fn code(e: &tokio_postgres::Error) -> String {
     e.code().map(|c| c.code().to_owned()).unwrap_or_default()

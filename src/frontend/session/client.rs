@@ -230,7 +230,7 @@ impl Session {
 
     /// The router's view of one statement.
     fn item<'a>(&self, sql: &str, params: Params<'a>, executes: bool) -> Item<'a> {
-        let mut plan = self.proxy.router().plan(sql);
+        let mut plan = self.snap.router.plan(sql);
         if !self.text_keys_reliable(&plan) {
             if let Plan::Sharded { .. } = plan.as_ref() {
                 let mut p = plan.as_ref().clone();

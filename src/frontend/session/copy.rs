@@ -200,7 +200,7 @@ impl Session {
         let Some(mut split) = self.copy_in.take() else {
             return;
         };
-        let router = self.proxy.router().clone();
+        let router = self.snap.router.clone();
         let (scheme, table, key_type) = (
             split.spec.scheme.clone(),
             split.spec.table.clone(),

@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 
 use super::auth;
 use super::cancel::{CancelHandle, CancelTarget};
+use super::clients::ClientState;
 use super::settings::{ClientSettings, Effect};
 use super::startup::{self, Opening};
 use super::Proxy;
@@ -78,6 +79,9 @@ enum Flow {
 
 pub(super) struct Session {
     proxy: Proxy,
+    /// The config, router and pools this session routes with; `cfg` is its config. Moved to
+    /// the proxy's newest snapshot whenever client input arrives (`refresh`).
+    snap: Arc<super::Snapshot>,
     cfg: Arc<Config>,
     client: TcpStream,
     crbuf: BytesMut,
@@ -144,6 +148,8 @@ pub(super) struct Session {
     cycle_shards: std::collections::VecDeque<Option<ShardId>>,
     /// The login user (limits are per user).
     user: String,
+    /// This client's entry in `SHOW CLIENTS`.
+    listed: super::clients::Listed,
     /// The widest route of the cycle being routed: its class and shard count.
     routed: Option<(crate::router::RouteClass, usize)>,
     /// The cycle (by `sent_cycles` before it is sent) last charged and counted.
@@ -172,7 +178,7 @@ pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
     }
     let mut session = match tokio::time::timeout(
         LOGIN_TIMEOUT,
-        Session::login(proxy.clone(), stream, rbuf, params),
+        Session::login(proxy.clone(), stream, rbuf, params, peer),
     )
     .await
     {
@@ -247,8 +253,10 @@ impl Session {
         mut client: TcpStream,
         mut crbuf: BytesMut,
         params: Vec<(String, String)>,
+        peer: SocketAddr,
     ) -> Result<Session, LoginError> {
-        let cfg = proxy.config();
+        let snap = proxy.snapshot();
+        let cfg = snap.config.clone();
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let Some(user) = get("user") else {
             let e = PgError::fatal(
@@ -290,6 +298,13 @@ impl Session {
         let shards = cfg.shards.len();
         let cancel = proxy.inner.cancel.register();
         let mut s = Session {
+            listed: proxy.clients().add(
+                cancel.pid,
+                &user,
+                &database,
+                peer,
+                &get("application_name").unwrap_or_default(),
+            ),
             settings: ClientSettings::from_startup(&params),
             proxy,
             client,
@@ -334,6 +349,7 @@ impl Session {
             routed: None,
             counted_cycle: None,
             timings: std::collections::VecDeque::new(),
+            snap,
             cfg,
         };
         // The client learns the server's parameters from the default shard, with its own
@@ -410,7 +426,12 @@ impl Session {
             let flow = tokio::select! {
                 r = self.client.read_buf(&mut self.crbuf) => match r {
                     Ok(0) | Err(_) => Flow::Close,
-                    Ok(_) => self.on_client_input(max).await,
+                    Ok(_) => {
+                        self.refresh();
+                        self.listed.info.touch();
+                        self.wait_while_paused().await;
+                        self.on_client_input(max).await
+                    }
                 },
                 (shard, r) = relay::read_any(&mut self.backends, self.fan.as_ref().map(|f| std::slice::from_ref(&f.shards[f.at]))) => match r {
                     Ok(0) | Err(_) => self.on_server_lost(shard).await,
@@ -421,6 +442,40 @@ impl Session {
             if let Flow::Close = flow {
                 return;
             }
+            let state = if self.backends.iter().any(Option::is_some) {
+                ClientState::Active
+            } else {
+                ClientState::Idle
+            };
+            self.listed.info.set_state(state);
+        }
+    }
+
+    /// While the proxy is paused, a client holding no server connection waits before its
+    /// next request takes one (PgBouncer's PAUSE); a client inside a transaction goes on.
+    async fn wait_while_paused(&mut self) {
+        if !self.proxy.is_paused() || self.backends.iter().any(Option::is_some) {
+            return;
+        }
+        self.listed.info.set_state(ClientState::Waiting);
+        let mut paused = self.proxy.paused_signal();
+        let _ = paused.wait_for(|p| !*p).await;
+        self.listed.info.set_state(ClientState::Idle);
+    }
+
+    /// Move to the proxy's newest config snapshot after a reload. Shards are only appended,
+    /// so every shard index this session holds stays valid; new shards get empty slots.
+    fn refresh(&mut self) {
+        let cur = self.proxy.inner.state.load();
+        if Arc::ptr_eq(&cur, &self.snap) {
+            return;
+        }
+        self.snap = arc_swap::Guard::into_inner(cur);
+        self.cfg = self.snap.config.clone();
+        let n = self.cfg.shards.len();
+        while self.backends.len() < n {
+            self.backends.push(None);
+            self.swbufs.push(BytesMut::with_capacity(4096));
         }
     }
 
@@ -443,8 +498,11 @@ impl Session {
     /// Get a server connection for `shard`, bound to this session, with the client's settings.
     async fn ensure_backend(&mut self, shard: ShardId) -> Result<(), PgError> {
         if self.backends[shard].is_none() {
-            let pool = &self.proxy.pools()[shard];
-            let conn = pool.checkout().await?;
+            let pool = &self.snap.pools[shard];
+            self.listed.info.set_state(ClientState::Waiting);
+            let conn = pool.checkout().await;
+            self.listed.info.set_state(ClientState::Active);
+            let conn = conn?;
             self.cancel.add(target_of(&conn));
             self.backends[shard] = Some(conn);
         }

@@ -156,7 +156,7 @@ impl Session {
     /// Decide one statement, fetching uncached directory entries from the catalog.
     async fn decide(&self, item: &Item<'_>) -> Result<Decision, PgError> {
         for _ in 0..3 {
-            let d = self.proxy.router().decide(
+            let d = self.snap.router.decide(
                 &item.plan,
                 &item.params,
                 &CachedDirectory { session: self },
