@@ -29,13 +29,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::auth;
 use super::cancel::{CancelHandle, CancelTarget};
 use super::settings::{ClientSettings, Effect};
 use super::startup::{self, Opening};
+use super::stream::ClientStream;
 use super::Proxy;
 use crate::backend::PooledConn;
 use crate::config::{Config, PoolMode, ShardId};
@@ -78,7 +79,7 @@ enum Flow {
 pub(super) struct Session {
     proxy: Proxy,
     cfg: Arc<Config>,
-    client: TcpStream,
+    client: ClientStream,
     crbuf: BytesMut,
     /// Output to the client that the proxy made itself (errors, ReadyForQuery).
     cwbuf: BytesMut,
@@ -143,16 +144,27 @@ pub(super) struct Session {
     cycle_shards: std::collections::VecDeque<Option<ShardId>>,
 }
 
-pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
+pub(super) async fn run(proxy: Proxy, tcp: TcpStream, peer: SocketAddr) {
     let mut rbuf = BytesMut::with_capacity(8 * 1024);
-    let opened = tokio::time::timeout(LOGIN_TIMEOUT, startup::negotiate(&mut stream, &mut rbuf));
-    let params = match opened.await {
-        Ok(Ok(Opening::Startup { params })) => params,
-        Ok(Ok(Opening::Cancel { pid, secret })) => {
+    let tls = proxy.inner.tls.load_full();
+    let opened = tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        startup::negotiate(tcp, &mut rbuf, tls.as_deref()),
+    );
+    let (stream, params) = match opened.await {
+        Ok((stream, Ok(Opening::Startup { params }))) => (stream, params),
+        Ok((_, Ok(Opening::Cancel { pid, secret }))) => {
             proxy.inner.cancel.cancel(pid, &secret);
             return;
         }
-        Ok(Err(e)) => return refuse(&mut stream, &e).await,
+        Ok((_, Ok(Opening::HandshakeFailed(e)))) => {
+            tracing::info!(%peer, error = %e, "TLS handshake with client failed");
+            return;
+        }
+        Ok((mut stream, Err(e))) => {
+            tracing::info!(%peer, error = %e, "connection refused during startup");
+            return refuse(&mut stream, &e).await;
+        }
         Err(_) => return,
     };
     if params
@@ -182,7 +194,7 @@ pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
 /// The admin console: only the `admin:` credentials open it.
 async fn admin_login(
     proxy: Proxy,
-    mut client: TcpStream,
+    mut client: ClientStream,
     mut rbuf: BytesMut,
     params: Vec<(String, String)>,
     peer: SocketAddr,
@@ -224,18 +236,18 @@ async fn admin_login(
     }
 }
 
-async fn refuse(stream: &mut TcpStream, e: &PgError) {
+async fn refuse(stream: &mut ClientStream, e: &PgError) {
     let mut out = BytesMut::new();
     build::error(&mut out, e);
     let _ = stream.write_all(&out).await;
 }
 
-type LoginError = (TcpStream, PgError);
+type LoginError = (ClientStream, PgError);
 
 impl Session {
     async fn login(
         proxy: Proxy,
-        mut client: TcpStream,
+        mut client: ClientStream,
         mut crbuf: BytesMut,
         params: Vec<(String, String)>,
     ) -> Result<Session, LoginError> {
@@ -373,7 +385,7 @@ impl Session {
         Ok(s)
     }
 
-    fn take_client(self) -> TcpStream {
+    fn take_client(self) -> ClientStream {
         self.client
     }
 
