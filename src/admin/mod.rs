@@ -27,7 +27,7 @@ pub struct Table {
 }
 
 /// Serve an authenticated admin client until it leaves.
-pub async fn serve(proxy: Proxy, mut client: ClientStream, mut rbuf: BytesMut) {
+pub async fn serve(proxy: Proxy, client: &mut ClientStream, mut rbuf: BytesMut) {
     let mut out = BytesMut::new();
     loop {
         let f = loop {

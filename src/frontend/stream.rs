@@ -12,9 +12,13 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+
+/// How long `close` waits for the TLS close_notify to be written.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub enum ClientStream {
     Plain(TcpStream),
@@ -35,6 +39,15 @@ impl ClientStream {
             AsyncWriteExt::flush(self).await?;
         }
         Ok(())
+    }
+
+    /// End the connection cleanly: over TLS, send close_notify so the client can tell the end
+    /// of the session from a truncated one. Bounded, so a client that stopped reading cannot
+    /// hold the task; errors are moot at this point.
+    pub async fn close(&mut self) {
+        if let ClientStream::Tls(s) = self {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, s.shutdown()).await;
+        }
     }
 }
 

@@ -189,6 +189,7 @@ pub(super) async fn run(proxy: Proxy, tcp: TcpStream, peer: SocketAddr) {
     tracing::debug!(%peer, "client logged in");
     session.serve().await;
     session.leave().await;
+    session.client.close().await;
 }
 
 /// The admin console: only the `admin:` credentials open it.
@@ -232,7 +233,8 @@ async fn admin_login(
     build::backend_key_data(&mut out, 0, 0);
     build::ready_for_query(&mut out, b'I');
     if client.write_all(&out).await.is_ok() {
-        crate::admin::serve(proxy, client, rbuf).await;
+        crate::admin::serve(proxy, &mut client, rbuf).await;
+        client.close().await;
     }
 }
 
@@ -240,6 +242,7 @@ async fn refuse(stream: &mut ClientStream, e: &PgError) {
     let mut out = BytesMut::new();
     build::error(&mut out, e);
     let _ = stream.write_all(&out).await;
+    stream.close().await;
 }
 
 type LoginError = (ClientStream, PgError);
