@@ -24,7 +24,8 @@ use crate::config::{PgTarget, SslMode};
 
 pub enum ServerStream {
     Plain(TcpStream),
-    /// Boxed: a TLS connection's state is large, and most of it is buffers.
+    /// Boxed: a TLS connection's state is large, and most of it is buffers. Reads are
+    /// cancel-safe (used in `select!`): rustls keeps decrypted bytes until they are read.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 

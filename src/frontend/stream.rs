@@ -22,7 +22,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub enum ClientStream {
     Plain(TcpStream),
-    /// Boxed: a TLS connection's state is large, and most of it is buffers.
+    /// Boxed: a TLS connection's state is large, and most of it is buffers. Reads are
+    /// cancel-safe (used in `select!`): rustls keeps decrypted bytes until they are read.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
