@@ -410,6 +410,40 @@ async fn shards_with_ssl_on_are_reached_over_tls() {
     c.batch_execute("reset shardgate.shard")
         .await
         .expect("reset");
+    // Idle TLS connections pass the liveness probe and are reused, not reopened per statement.
+    let pools = running.proxy().pools();
+    let connects = || -> Vec<u64> {
+        pools
+            .iter()
+            .map(|p| p.stats().connects.load(Ordering::Relaxed))
+            .collect()
+    };
+    let before = connects();
+    assert!(before.iter().all(|&n| n <= 4), "{before:?}");
+    // Server connections the servers closed (their FATAL and close arrive through TLS) fail
+    // the probe and are replaced, without the client noticing.
+    for s in &pg.servers {
+        let killed = s
+            .psql(
+                "postgres",
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE usename = 'app' AND application_name <> 'shardgate-catalog'",
+            )
+            .expect("terminate");
+        assert_ne!(killed.trim(), "0", "no proxy connection to terminate");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let total: i64 = c
+        .query_one("select count(*) from items", &[])
+        .await
+        .expect("query after the servers closed the proxy's connections")
+        .get(0);
+    assert_eq!(total, 40);
+    let after = connects();
+    assert!(
+        after.iter().zip(&before).all(|(a, b)| a > b),
+        "no reconnect after the kill: {before:?} -> {after:?}"
+    );
     drop(c);
     running.shutdown(Duration::from_secs(5)).await;
 
