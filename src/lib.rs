@@ -11,6 +11,7 @@
 //! - [`pgtext`]: Postgres text forms shared by router and merge (uuid).
 //! - [`localpg`]: starting throwaway local PostgreSQL servers (demo and tests).
 //! - [`router`]: statement -> route (pure); shard functions.
+//! - [`tls`]: rustls configuration: the client-facing acceptor, the no-verify shard connector.
 //! - [`twopc`]: two-phase commit: coordinator, decision log, recovery.
 //! - [`cli`]: one file per subcommand.
 
@@ -26,4 +27,5 @@ pub mod pgtext;
 pub mod protocol;
 pub mod router;
 pub mod telemetry;
+pub mod tls;
 pub mod twopc;

@@ -443,22 +443,3 @@ async fn proxy_authenticates_to_shards_with_md5_too() {
         .unwrap_or_default();
     assert!(msg.contains("\"s0\"") && msg.contains("password"), "{msg}");
 }
-
-#[tokio::test]
-async fn configured_tls_is_refused_rather_than_ignored() {
-    let db = common::fresh_db("tls_refused");
-    let yaml = format!(
-        "{}tls: {{ cert: /nonexistent/c.pem, key: /nonexistent/k.pem }}\n",
-        common::proxy::config_yaml(&db, &ProxyOpts::default())
-    );
-    match shardgate::config::parse(&yaml, std::path::Path::new("t.yaml")) {
-        // Either the config layer or the proxy refuses; both say so clearly.
-        Err(e) => assert!(e.to_string().contains("tls"), "{e}"),
-        Ok(cfg) => {
-            let e = shardgate::frontend::Proxy::new(cfg)
-                .err()
-                .expect("must refuse");
-            assert!(e.to_string().contains("TLS"), "{e}");
-        }
-    }
-}

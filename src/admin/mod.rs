@@ -10,9 +10,9 @@
 mod show;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
+use crate::frontend::stream::ClientStream;
 use crate::frontend::Proxy;
 use crate::protocol::decode::{self, ClientMessage};
 use crate::protocol::{build, frame, sqlstate, PgError};
@@ -33,7 +33,7 @@ pub struct Table {
 }
 
 /// Serve an authenticated admin client until it leaves.
-pub async fn serve(proxy: Proxy, mut client: TcpStream, mut rbuf: BytesMut) {
+pub async fn serve(proxy: Proxy, client: &mut ClientStream, mut rbuf: BytesMut) {
     let mut out = BytesMut::new();
     loop {
         let f = loop {

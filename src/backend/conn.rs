@@ -1,6 +1,7 @@
 //! One raw, authenticated connection to a shard, and the protocol state that lives with it.
 //!
-//! Owns: connecting and authenticating as the shard URL's user (trust, cleartext, md5,
+//! Owns: connecting (plaintext or TLS per the URL's `sslmode`, see `stream`) and
+//! authenticating as the shard URL's user (trust, cleartext, md5,
 //! SCRAM-SHA-256 via `postgres-protocol`'s client mechanisms), the server's ParameterStatus
 //! values and cancel key, which client statements are prepared on it (under server-side
 //! names), the settings fingerprint last applied, and the response tracker. It does not
@@ -15,8 +16,10 @@ use fallible_iterator::FallibleIterator;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+
+use super::stream::ServerStream;
 
 use crate::config::{PgTarget, ShardId};
 use crate::protocol::track::{Expect, Tracker};
@@ -35,11 +38,14 @@ pub enum ConnError {
     Server { code: String, message: String },
     #[error("{0}")]
     Protocol(String),
+    /// TLS could not be set up as the URL's `sslmode` asks.
+    #[error("{0}")]
+    Tls(String),
 }
 
 pub struct ServerConn {
     pub shard: ShardId,
-    pub stream: TcpStream,
+    pub stream: ServerStream,
     pub rbuf: BytesMut,
     pub addr: SocketAddr,
     pub pid: i32,
@@ -83,9 +89,10 @@ impl ServerConn {
     }
 
     async fn connect_inner(shard: ShardId, target: &PgTarget) -> Result<ServerConn, ConnError> {
-        let stream = TcpStream::connect((target.host.as_str(), target.port)).await?;
-        stream.set_nodelay(true)?;
-        let addr = stream.peer_addr()?;
+        let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+        tcp.set_nodelay(true)?;
+        let addr = tcp.peer_addr()?;
+        let stream = ServerStream::open(tcp, target).await?;
         let mut conn = ServerConn {
             shard,
             stream,
@@ -261,8 +268,7 @@ impl ServerConn {
     /// A cheap check, without a round trip, that an idle connection is still open: the server
     /// sends nothing to an idle connection unless it is going away.
     pub fn looks_alive(&mut self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        self.stream.looks_alive()
     }
 
     /// Bring an abandoned connection back to idle (its client left mid-transaction), or mark

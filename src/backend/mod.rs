@@ -6,6 +6,8 @@
 
 pub mod conn;
 pub mod pool;
+pub mod stream;
 
 pub use conn::{ConnError, ServerConn};
 pub use pool::{PooledConn, ShardPool};
+pub use stream::ServerStream;

@@ -45,21 +45,15 @@ pub enum CatalogError {
     /// The caller asked for something that cannot be stored (an empty bucket map, say).
     #[error("catalog {catalog}: {what}")]
     Invalid { catalog: String, what: String },
-    /// The target asks for TLS, which the control-plane client does not speak yet.
-    #[error(
-        "catalog {catalog}: sslmode=require is not supported for control-plane connections \
-         yet (shardgate connects to the catalog without TLS)"
-    )]
-    TlsRequired { catalog: String },
 }
 
 impl CatalogError {
     /// The SQLSTATE a client sees when a routing decision needed the catalog and it failed.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            CatalogError::Connect { .. }
-            | CatalogError::Unavailable { .. }
-            | CatalogError::TlsRequired { .. } => sqlstate::CONNECTION_FAILURE,
+            CatalogError::Connect { .. } | CatalogError::Unavailable { .. } => {
+                sqlstate::CONNECTION_FAILURE
+            }
             _ => sqlstate::INTERNAL_ERROR,
         }
     }

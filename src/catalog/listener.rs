@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{stream, Stream, StreamExt};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::directory::DIRECTORY_CHANNEL;
 use super::error::describe;
@@ -61,10 +61,9 @@ async fn listen(
     backstop: Duration,
     backoff: &mut Duration,
 ) -> Result<std::convert::Infallible, String> {
-    let config =
-        pg_config(target, IO_TIMEOUT, "shardgate-directory-listener").map_err(|e| e.to_string())?;
+    let config = pg_config(target, IO_TIMEOUT, "shardgate-directory-listener");
     let (client, mut connection) = config
-        .connect(NoTls)
+        .connect(crate::tls::make_tls_connect())
         .await
         .map_err(|e| format!("cannot connect: {}", describe(&e)))?;
     // The connection is driven only by polling this stream: it carries the notifications and

@@ -30,12 +30,12 @@ use std::time::Duration;
 
 use bb8::{ErrorSink, PooledConnection, RunError};
 use bb8_postgres::PostgresConnectionManager;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{PgTarget, SslMode};
 use error::describe;
 
-type Manager = PostgresConnectionManager<NoTls>;
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 
 /// Most pooled connections per proxy: catalog traffic is a trickle (directory cache misses,
 /// decisions, the occasional CLI call), and every proxy instance holds its own pool.
@@ -74,7 +74,7 @@ impl Catalog {
         connect_timeout: Duration,
     ) -> Result<Self, CatalogError> {
         let name = target.redacted_url();
-        let config = pg_config(target, connect_timeout, "shardgate-catalog")?;
+        let config = pg_config(target, connect_timeout, "shardgate-catalog");
         let last_error = Arc::new(Mutex::new(None));
         let pool = bb8::Pool::builder()
             .max_size(POOL_SIZE)
@@ -82,7 +82,10 @@ impl Catalog {
             .connection_timeout(connect_timeout)
             .idle_timeout(Some(Duration::from_secs(300)))
             .error_sink(Box::new(RememberError(last_error.clone())))
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+            .build_unchecked(PostgresConnectionManager::new(
+                config,
+                crate::tls::make_tls_connect(),
+            ));
         let first = pool
             .dedicated_connection()
             .await
@@ -142,31 +145,31 @@ impl Catalog {
     }
 }
 
+/// tokio-postgres's name for `mode`. With the connector from `tls::make_tls_connect`,
+/// `prefer` uses TLS when the server offers it and falls back to plaintext otherwise, and
+/// `require` fails when the server does not offer it; certificates are not verified.
+pub(crate) fn ssl_mode(mode: SslMode) -> tokio_postgres::config::SslMode {
+    match mode {
+        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        SslMode::Require => tokio_postgres::config::SslMode::Require,
+    }
+}
+
 /// tokio-postgres settings for `target`. Keepalives are tightened so a silently dead catalog
 /// connection (the LISTEN one above all) is noticed in about a minute, not two hours.
 pub(crate) fn pg_config(
     target: &PgTarget,
     connect_timeout: Duration,
     application_name: &str,
-) -> Result<tokio_postgres::Config, CatalogError> {
-    let ssl_mode = match target.sslmode {
-        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-        // Without a TLS connector, `prefer` falls back to plaintext, as libpq does when the
-        // server refuses TLS.
-        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-        SslMode::Require => {
-            return Err(CatalogError::TlsRequired {
-                catalog: target.redacted_url(),
-            })
-        }
-    };
+) -> tokio_postgres::Config {
     let mut pg = tokio_postgres::Config::new();
     pg.host(&target.host)
         .port(target.port)
         .dbname(&target.dbname)
         .user(&target.user)
         .application_name(application_name)
-        .ssl_mode(ssl_mode)
+        .ssl_mode(ssl_mode(target.sslmode))
         .connect_timeout(connect_timeout)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
@@ -178,7 +181,7 @@ pub(crate) fn pg_config(
     if let Some(password) = &target.password {
         pg.password(password);
     }
-    Ok(pg)
+    pg
 }
 
 /// bb8 error sink keeping the last background connection error.

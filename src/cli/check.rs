@@ -17,9 +17,20 @@ pub fn run(path: &Path) -> Result<(), CliError> {
         cfg.shards.len(),
         cfg.tables.len()
     );
+    // A certificate that cannot be used stops `serve`; say so here too, without the servers.
+    let mut tls_problems = 0;
+    if let Some(t) = &cfg.tls {
+        match crate::tls::acceptor(t) {
+            Ok(_) => println!("tls {}: ok (require: {})", t.cert.display(), t.require),
+            Err(e) => {
+                println!("{e}");
+                tls_problems = 1;
+            }
+        }
+    }
     let timeout = cfg.pool.connect_timeout;
     let problems = runtime()?.block_on(async {
-        let mut problems = 0;
+        let mut problems = tls_problems;
         for shard in &cfg.shards {
             match probe(&shard.target, timeout).await {
                 Ok(facts) => {
@@ -70,12 +81,13 @@ async fn probe(t: &PgTarget, timeout: Duration) -> Result<Facts, String> {
         .port(t.port)
         .dbname(&t.dbname)
         .user(&t.user)
+        .ssl_mode(crate::catalog::ssl_mode(t.sslmode))
         .connect_timeout(timeout);
     if let Some(p) = &t.password {
         pg.password(p);
     }
     let (client, conn) = pg
-        .connect(tokio_postgres::NoTls)
+        .connect(crate::tls::make_tls_connect())
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);

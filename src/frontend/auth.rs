@@ -223,13 +223,16 @@ fn bad_scram(e: &pgwire::error::PgWireError) -> PgError {
     )
 }
 
+/// Write and flush: over TLS the tail of a write may wait in the TLS layer until flushed.
 async fn send<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut BytesMut) -> Result<(), PgError> {
-    stream.write_all(out).await.map_err(|e| {
+    let failed = |e: std::io::Error| {
         PgError::fatal(
             sqlstate::PROTOCOL_VIOLATION,
             format!("client write failed: {e}"),
         )
-    })?;
+    };
+    stream.write_all(out).await.map_err(failed)?;
+    stream.flush().await.map_err(failed)?;
     out.clear();
     Ok(())
 }

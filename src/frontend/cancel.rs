@@ -4,6 +4,10 @@
 //! list of server connections it is using right now (shard address and that server's own
 //! key); a CancelRequest with a matching key is forwarded to every one of them. A handle, not
 //! a global: each proxy instance owns its registry, so tests can run many proxies at once.
+//!
+//! Cancels go to servers in plaintext, even for shards reached over TLS: Postgres handles a
+//! cancel request before it consults pg_hba.conf, and the packet carries only the server's
+//! cancel key (docs/tls.md). A client's own cancel may arrive in plaintext or TLS.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

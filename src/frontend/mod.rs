@@ -14,6 +14,7 @@ pub mod reload;
 mod session;
 pub mod settings;
 pub mod startup;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
@@ -32,6 +33,7 @@ use crate::router::Router;
 use crate::telemetry::TwoPcOutcome;
 use auth::Credentials;
 use cancel::CancelRegistry;
+use startup::ClientTls;
 
 /// The ParameterStatus values a client is told at login, sorted by name.
 pub type LoginParams = Arc<Vec<(String, String)>>;
@@ -61,6 +63,9 @@ struct ProxyInner {
     failpoints: crate::twopc::Failpoints,
     gids: crate::twopc::GidSource,
     creds: ArcSwap<Credentials>,
+    /// TLS towards clients (`tls:`), loaded from the files when the config is taken in, so a
+    /// reload can swap it like the credentials; `None` answers SSLRequest with `N`.
+    tls: ArcSwapOption<ClientTls>,
     cancel: CancelRegistry,
     shutdown: watch::Sender<bool>,
     clients: AtomicUsize,
@@ -100,6 +105,8 @@ pub enum StartError {
     Users(String),
     #[error("catalog: {0}")]
     Catalog(String),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// How many directory entries the proxy keeps in memory.
@@ -109,24 +116,14 @@ const DIRECTORY_BACKSTOP: Duration = Duration::from_secs(60);
 
 impl Proxy {
     pub fn new(config: Config) -> Result<Proxy, StartError> {
-        if config.tls.is_some() {
-            // Accepting the setting and serving plaintext would be a silent security hole.
-            return Err(StartError::Users(format!(
-                "{}: tls: TLS towards clients is not available in this version; remove the tls: section",
-                config.source.display()
-            )));
-        }
-        if let Some(s) = config
-            .shards
-            .iter()
-            .find(|s| s.target.sslmode == crate::config::SslMode::Require)
-        {
-            return Err(StartError::Users(format!(
-                "{}: shards: shard \"{}\" asks for sslmode=require, but TLS towards shards is not available in this version",
-                config.source.display(),
-                s.name
-            )));
-        }
+        let tls = match &config.tls {
+            None => None,
+            Some(t) => Some(Arc::new(ClientTls {
+                acceptor: crate::tls::acceptor(t)
+                    .map_err(|e| StartError::Tls(format!("{}: {e}", config.source.display())))?,
+                require: t.require,
+            })),
+        };
         let creds = Credentials::from_config(&config).map_err(StartError::Users)?;
         let pools = config
             .shards
@@ -150,6 +147,7 @@ impl Proxy {
                 failpoints: crate::twopc::Failpoints::default(),
                 gids: crate::twopc::GidSource::default(),
                 creds: ArcSwap::from_pointee(creds),
+                tls: ArcSwapOption::new(tls),
                 cancel: CancelRegistry::default(),
                 shutdown,
                 clients: AtomicUsize::new(0),

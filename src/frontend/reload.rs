@@ -6,8 +6,9 @@
 //! (with pools of their own), 2PC settings. What needs a restart, and is refused so the
 //! running config stays whole: removing, renaming, reordering or re-pointing a shard (shard
 //! positions are what sessions and bucket maps hold), changing a hash scheme's bucket count
-//! or function, changing the catalog. `listen`, `metrics_listen` and `tls` are kept as they
-//! were and reported as needing a restart. A bad file is refused and the old config stays.
+//! or function, changing the catalog. TLS certificate and key files are re-read (a renewed
+//! certificate takes effect for new connections). `listen` and `metrics_listen` are kept as
+//! they were and reported as needing a restart. A bad file is refused and the old config stays.
 
 use std::sync::Arc;
 
@@ -72,9 +73,6 @@ pub fn compatible(old: &Config, new: &Config) -> Result<Vec<String>, String> {
     if new.metrics_listen != old.metrics_listen {
         restart.push("metrics_listen".to_string());
     }
-    if new.tls != old.tls {
-        restart.push("tls".to_string());
-    }
     Ok(restart)
 }
 
@@ -94,7 +92,16 @@ impl Proxy {
         // Kept as running until a restart.
         new.listen = old.config.listen;
         new.metrics_listen = old.config.metrics_listen;
-        new.tls = old.config.tls.clone();
+        // Certificates are re-read on every reload (a renewed certificate at the same path
+        // takes effect for new connections); files that cannot be used refuse the reload.
+        let tls = match &new.tls {
+            None => None,
+            Some(t) => Some(Arc::new(super::startup::ClientTls {
+                acceptor: crate::tls::acceptor(t)
+                    .map_err(|e| format!("{}: {e}", new.source.display()))?,
+                require: t.require,
+            })),
+        };
         let creds = Credentials::from_config(&new)?;
         let config = Arc::new(new);
         let router = Router::new(config.clone());
@@ -135,6 +142,7 @@ impl Proxy {
             added.push(s.name.clone());
         }
         self.inner.creds.store(Arc::new(creds));
+        self.inner.tls.store(tls);
         self.inner.state.store(Arc::new(Snapshot {
             config,
             router,

@@ -37,6 +37,8 @@ pub struct ClusterOptions {
     pub extra_settings: Vec<(String, String)>,
     /// Leave `root` on disk when the cluster is dropped (servers are still stopped).
     pub keep: bool,
+    /// Accept TLS connections with this certificate and key (`ssl = on`); off when `None`.
+    pub ssl: Option<settings::SslFiles>,
 }
 
 impl ClusterOptions {
@@ -49,6 +51,7 @@ impl ClusterOptions {
             watchdog: false,
             extra_settings: Vec::new(),
             keep: false,
+            ssl: None,
         }
     }
 }
@@ -120,7 +123,14 @@ impl LocalCluster {
         let setup = |server: &mut LocalServer| {
             copy_dir(&template.dir, &server.data_dir)?;
             settings::write_hba(&server.data_dir)?;
-            let conf = settings::server_settings(server.port, &socket_dir, &opts.extra_settings);
+            let mut conf =
+                settings::server_settings(server.port, &socket_dir, &opts.extra_settings);
+            if let Some(files) = &opts.ssl {
+                // Before the extras, so that a test can still override what this sets.
+                let at = conf.len() - opts.extra_settings.len();
+                let ssl = settings::install_ssl(&server.data_dir, files)?;
+                conf.splice(at..at, ssl);
+            }
             settings::append_conf(&server.data_dir, &conf)?;
             tools.run_as.chown(&server.data_dir)?;
             first_start(server)

@@ -5,7 +5,8 @@
 //! ([`LocalServer`]: URLs, `psql`, stop/kill/start), and cleaning up, including after a crash
 //! of the creating process (a watchdog). Every server gets the settings shardgate needs
 //! (`max_prepared_transactions`, `wal_level=logical`, ...), trust auth for the superuser
-//! `postgres` over 127.0.0.1, and the roles `app` (SCRAM) and `md5user` (md5).
+//! `postgres` over 127.0.0.1, and the roles `app` (SCRAM) and `md5user` (md5); optionally
+//! `ssl = on` with a given certificate ([`SslFiles`]).
 //!
 //! It deliberately does not: manage long-lived or production servers (durability is off),
 //! create shardgate schemas or sample data (the demo and tests do), or run on the async
@@ -30,3 +31,4 @@ pub use binaries::PgBinaries;
 pub use cluster::{ClusterOptions, LocalCluster};
 pub use error::LocalPgError;
 pub use server::LocalServer;
+pub use settings::SslFiles;

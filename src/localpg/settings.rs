@@ -3,12 +3,41 @@
 //! Owns the settings shardgate's demo and tests rely on (two-phase commit, logical
 //! replication, many connections, no durability) and the authentication rules (trust for the
 //! superuser, md5 for `md5user`, SCRAM for everyone else). It deliberately writes files only:
-//! creating data directories and starting servers belong to the cluster.
+//! creating data directories and starting servers belong to the cluster. With
+//! [`SslFiles`], it also installs a server certificate and key and turns `ssl` on.
 
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use super::error::LocalPgError;
+
+/// A certificate chain and private key (PEM) for servers that accept TLS (`ssl = on`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Copy `files` into `data_dir` (the key with mode 0600, which the server insists on; the
+/// cluster hands the whole directory to the server's OS user afterwards) and return the
+/// settings that use them. Relative file names are read from the data directory.
+pub(crate) fn install_ssl(
+    data_dir: &Path,
+    files: &SslFiles,
+) -> Result<Vec<(String, String)>, LocalPgError> {
+    let cert = data_dir.join("server.crt");
+    let key = data_dir.join("server.key");
+    std::fs::copy(&files.cert, &cert).map_err(|e| LocalPgError::io("copy", &files.cert, e))?;
+    std::fs::copy(&files.key, &key).map_err(|e| LocalPgError::io("copy", &files.key, e))?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| LocalPgError::io("chmod", &key, e))?;
+    Ok(vec![
+        ("ssl".into(), "on".into()),
+        ("ssl_cert_file".into(), "server.crt".into()),
+        ("ssl_key_file".into(), "server.key".into()),
+    ])
+}
 
 /// `pg_hba.conf` for every server. Order matters: the first matching line wins.
 pub(crate) const PG_HBA: &str = "\

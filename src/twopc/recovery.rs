@@ -62,9 +62,9 @@ pub struct Report {
 }
 
 async fn connect(t: &PgTarget, timeout: Duration) -> Result<tokio_postgres::Client, String> {
-    let cfg = pg_config(t, timeout, "shardgate-recovery").map_err(|e| e.to_string())?;
+    let cfg = pg_config(t, timeout, "shardgate-recovery");
     let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
+        .connect(crate::tls::make_tls_connect())
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(async move {

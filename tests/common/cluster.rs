@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use shardgate::localpg::{ClusterOptions, LocalCluster, PgBinaries};
+use shardgate::localpg::{ClusterOptions, LocalCluster, PgBinaries, SslFiles};
 
 /// Servers in the shared cluster.
 pub const SERVERS: usize = 3;
@@ -34,15 +34,26 @@ pub fn cluster() -> &'static LocalCluster {
 /// A cluster of its own for a test that stops, kills or reconfigures servers. Dropping it
 /// removes it; the watchdog covers a panic that skips the drop.
 pub fn private_cluster(servers: usize) -> LocalCluster {
+    private_cluster_with(servers, None)
+}
+
+/// A private cluster whose servers accept TLS (`ssl = on`) with `ssl`'s certificate.
+pub fn private_cluster_with(servers: usize, ssl: Option<SslFiles>) -> LocalCluster {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    start(
+    start_with(
         format!("{}/sg-test-{}-p{n}", scratch(), std::process::id()),
         servers,
+        ssl,
     )
 }
 
 fn start(root: String, servers: usize) -> LocalCluster {
+    start_with(root, servers, None)
+}
+
+fn start_with(root: String, servers: usize, ssl: Option<SslFiles>) -> LocalCluster {
     let mut opts = ClusterOptions::new(root, servers);
+    opts.ssl = ssl;
     opts.watchdog = true;
     opts.keep = std::env::var("SHARDGATE_KEEP_CLUSTER").is_ok_and(|v| v == "1");
     let started = Instant::now();

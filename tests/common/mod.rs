@@ -12,4 +12,4 @@ pub mod proxy;
 pub mod trap;
 
 #[allow(unused_imports)]
-pub use cluster::{bin_path, cluster, db_name, fresh_db, private_cluster};
+pub use cluster::{bin_path, cluster, db_name, fresh_db, private_cluster, private_cluster_with};

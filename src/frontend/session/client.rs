@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 
 use super::route::{Item, LocalAction, Target};
 use super::{Flow, Session, Stmt};

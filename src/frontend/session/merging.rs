@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWriteExt;
 
 use super::client::has_row_limit;
 use super::{relay, Session, Stmt};

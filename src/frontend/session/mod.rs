@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::auth;
@@ -37,6 +37,7 @@ use super::cancel::{CancelHandle, CancelTarget};
 use super::clients::ClientState;
 use super::settings::{ClientSettings, Effect};
 use super::startup::{self, Opening};
+use super::stream::ClientStream;
 use super::Proxy;
 use crate::backend::PooledConn;
 use crate::config::{Config, PoolMode, ShardId};
@@ -83,7 +84,7 @@ pub(super) struct Session {
     /// the proxy's newest snapshot whenever client input arrives (`refresh`).
     snap: Arc<super::Snapshot>,
     cfg: Arc<Config>,
-    client: TcpStream,
+    client: ClientStream,
     crbuf: BytesMut,
     /// Output to the client that the proxy made itself (errors, ReadyForQuery).
     cwbuf: BytesMut,
@@ -158,16 +159,27 @@ pub(super) struct Session {
     timings: std::collections::VecDeque<(u64, std::time::Instant, crate::router::RouteClass)>,
 }
 
-pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
+pub(super) async fn run(proxy: Proxy, tcp: TcpStream, peer: SocketAddr) {
     let mut rbuf = BytesMut::with_capacity(8 * 1024);
-    let opened = tokio::time::timeout(LOGIN_TIMEOUT, startup::negotiate(&mut stream, &mut rbuf));
-    let params = match opened.await {
-        Ok(Ok(Opening::Startup { params })) => params,
-        Ok(Ok(Opening::Cancel { pid, secret })) => {
+    let tls = proxy.inner.tls.load_full();
+    let opened = tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        startup::negotiate(tcp, &mut rbuf, tls.as_deref()),
+    );
+    let (stream, params) = match opened.await {
+        Ok((stream, Ok(Opening::Startup { params }))) => (stream, params),
+        Ok((_, Ok(Opening::Cancel { pid, secret }))) => {
             proxy.inner.cancel.cancel(pid, &secret);
             return;
         }
-        Ok(Err(e)) => return refuse(&proxy, &mut stream, &e).await,
+        Ok((_, Ok(Opening::HandshakeFailed(e)))) => {
+            tracing::info!(%peer, error = %e, "TLS handshake with client failed");
+            return;
+        }
+        Ok((mut stream, Err(e))) => {
+            tracing::info!(%peer, error = %e, "connection refused during startup");
+            return refuse(&proxy, &mut stream, &e).await;
+        }
         Err(_) => return,
     };
     if params
@@ -192,12 +204,13 @@ pub(super) async fn run(proxy: Proxy, mut stream: TcpStream, peer: SocketAddr) {
     tracing::debug!(%peer, "client logged in");
     session.serve().await;
     session.leave().await;
+    session.client.close().await;
 }
 
 /// The admin console: only the `admin:` credentials open it.
 async fn admin_login(
     proxy: Proxy,
-    mut client: TcpStream,
+    mut client: ClientStream,
     mut rbuf: BytesMut,
     params: Vec<(String, String)>,
     peer: SocketAddr,
@@ -235,22 +248,24 @@ async fn admin_login(
     build::backend_key_data(&mut out, 0, 0);
     build::ready_for_query(&mut out, b'I');
     if client.write_all(&out).await.is_ok() {
-        crate::admin::serve(proxy, client, rbuf).await;
+        crate::admin::serve(proxy, &mut client, rbuf).await;
+        client.close().await;
     }
 }
 
-async fn refuse(proxy: &Proxy, stream: &mut TcpStream, e: &PgError) {
+async fn refuse(proxy: &Proxy, stream: &mut ClientStream, e: &PgError) {
     let mut out = BytesMut::new();
     proxy.error_out(&mut out, e);
     let _ = stream.write_all(&out).await;
+    stream.close().await;
 }
 
-type LoginError = (TcpStream, PgError);
+type LoginError = (ClientStream, PgError);
 
 impl Session {
     async fn login(
         proxy: Proxy,
-        mut client: TcpStream,
+        mut client: ClientStream,
         mut crbuf: BytesMut,
         params: Vec<(String, String)>,
         peer: SocketAddr,
@@ -402,7 +417,7 @@ impl Session {
         Ok(s)
     }
 
-    fn take_client(self) -> TcpStream {
+    fn take_client(self) -> ClientStream {
         self.client
     }
 

@@ -9,7 +9,6 @@
 //! is an implicit transaction committed with two-phase commit; inside one, shards join it.
 
 use bytes::{Buf, BytesMut};
-use tokio::io::AsyncWriteExt;
 
 use super::{relay, Session};
 use crate::backend::conn::MAX_SERVER_MESSAGE;

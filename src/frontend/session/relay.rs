@@ -12,7 +12,6 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use bytes::Buf;
-use tokio::io::AsyncWriteExt;
 
 use super::{Flow, Session};
 use crate::backend::conn::MAX_SERVER_MESSAGE;
