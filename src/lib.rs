@@ -25,6 +25,7 @@ pub mod localpg;
 pub mod merge;
 pub mod pgtext;
 pub mod protocol;
+pub mod reshard;
 pub mod router;
 pub mod telemetry;
 pub mod tls;

@@ -62,7 +62,7 @@ async fn ensure_schema_is_idempotent_and_safe_concurrently() {
     c.ensure_schema().await.expect("second ensure_schema");
     assert_eq!(
         c.schema_version().await.expect("version").as_deref(),
-        Some("1")
+        Some("2")
     );
     let tables = cluster().servers[0]
         .psql(
@@ -73,7 +73,7 @@ async fn ensure_schema_is_idempotent_and_safe_concurrently() {
         .expect("psql");
     assert_eq!(
         tables.trim(),
-        "bucket_map,bucket_map_current,directory,meta,twopc_decisions"
+        "bucket_map,bucket_map_current,directory,meta,proxies,reshard_acks,reshard_hold,reshard_jobs,reshard_moves,twopc_decisions"
     );
 }
 

@@ -35,6 +35,8 @@ struct PoolInner {
     permits: Arc<Semaphore>,
     /// Connections handed out right now.
     active: AtomicUsize,
+    /// A resharding cutover holds this shard: checkouts that race the hold are refused.
+    held: AtomicBool,
     /// Checkouts waiting for a free connection: (ticket, since when).
     waiters: Mutex<Vec<(u64, Instant)>>,
     next_ticket: AtomicU64,
@@ -78,7 +80,7 @@ impl std::ops::DerefMut for PooledConn {
 
 impl Drop for PooledConn {
     fn drop(&mut self) {
-        self.pool.active.fetch_sub(1, Ordering::Relaxed);
+        self.pool.active.fetch_sub(1, Ordering::SeqCst);
         if let Some(mut conn) = self.conn.take() {
             if conn.is_clean() {
                 conn.last_used = Instant::now();
@@ -127,6 +129,7 @@ impl ShardPool {
                 cfg: arc_swap::ArcSwap::from_pointee(cfg),
                 active: AtomicUsize::new(0),
                 waiters: Mutex::new(Vec::new()),
+                held: AtomicBool::new(false),
                 next_ticket: AtomicU64::new(0),
                 idle: Mutex::new(Vec::new()),
                 up: AtomicBool::new(true),
@@ -153,7 +156,7 @@ impl ShardPool {
 
     /// Connections handed out right now.
     pub fn active_count(&self) -> usize {
-        self.inner.active.load(Ordering::Relaxed)
+        self.inner.active.load(Ordering::SeqCst)
     }
 
     /// Checkouts waiting for a connection now, and how long the oldest has waited.
@@ -166,6 +169,11 @@ impl ShardPool {
             .unwrap_or_default();
         let longest = w.iter().map(|(_, t)| t.elapsed()).max().unwrap_or_default();
         (w.len(), longest)
+    }
+
+    /// Set or lift a cutover hold on this shard.
+    pub fn set_held(&self, held: bool) {
+        self.inner.held.store(held, Ordering::SeqCst);
     }
 
     /// The pool settings in force.
@@ -226,15 +234,34 @@ impl ShardPool {
             let expired =
                 !cfg.idle_timeout.is_zero() && conn.last_used.elapsed() > cfg.idle_timeout;
             if !expired && conn.looks_alive() {
-                return Ok(self.wrap(conn, permit));
+                return self.handed_out(self.wrap(conn, permit));
             }
         }
         let conn = self.connect().await?;
-        Ok(self.wrap(conn, permit))
+        self.handed_out(self.wrap(conn, permit))
+    }
+
+    /// The last check before a connection leaves the pool. Sessions wait for a cutover hold
+    /// before routing; one that routed just before the hold began is refused here (retryable
+    /// 40001), because the hold's drain may already have counted this pool empty. The
+    /// connection is counted active before the flag is read (both SeqCst), so either the
+    /// drain sees it or this check sees the hold.
+    fn handed_out(&self, conn: PooledConn) -> Result<PooledConn, PgError> {
+        if self.inner.held.load(Ordering::SeqCst) {
+            drop(conn);
+            return Err(PgError::error(
+                "40001",
+                format!(
+                    "shard \"{}\" is paused for a resharding cutover; retry the transaction",
+                    self.inner.name
+                ),
+            ));
+        }
+        Ok(conn)
     }
 
     fn wrap(&self, conn: ServerConn, permit: OwnedSemaphorePermit) -> PooledConn {
-        self.inner.active.fetch_add(1, Ordering::Relaxed);
+        self.inner.active.fetch_add(1, Ordering::SeqCst);
         PooledConn {
             conn: Some(conn),
             pool: self.inner.clone(),

@@ -15,6 +15,7 @@ mod decisions;
 mod directory;
 mod error;
 mod listener;
+mod reshard;
 mod schema;
 
 pub use bucket_map::BucketMap;
@@ -23,6 +24,7 @@ pub use decisions::{Decision, Outcome};
 pub use directory::{DirectoryEntry, DIRECTORY_CHANNEL};
 pub use error::CatalogError;
 pub use listener::spawn_directory_listener;
+pub use reshard::{BucketMove, Hold, Job, RESHARD_CHANNEL};
 pub use schema::SCHEMA_VERSION;
 
 use std::sync::{Arc, Mutex};

@@ -13,7 +13,7 @@
 use super::{Catalog, CatalogError};
 
 /// The version this binary creates and understands (`shardgate.meta`, key `schema_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Serialises schema creation among proxies starting at once. `CREATE ... IF NOT EXISTS` alone
 /// is not enough: two sessions creating the same table concurrently can both pass the
@@ -51,6 +51,42 @@ CREATE TABLE IF NOT EXISTS shardgate.twopc_decisions (
     outcome text NOT NULL DEFAULT 'commit' CHECK (outcome IN ('commit', 'abort')),
     decided_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE TABLE IF NOT EXISTS shardgate.reshard_jobs (
+    id bigserial PRIMARY KEY,
+    scheme text NOT NULL,
+    state text NOT NULL,
+    detail text NOT NULL DEFAULT '',
+    from_version bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX IF NOT EXISTS reshard_jobs_one_open
+    ON shardgate.reshard_jobs (scheme) WHERE state NOT IN ('done', 'aborted');
+CREATE TABLE IF NOT EXISTS shardgate.reshard_moves (
+    job bigint NOT NULL REFERENCES shardgate.reshard_jobs (id),
+    bucket int NOT NULL,
+    source text NOT NULL,
+    target text NOT NULL,
+    PRIMARY KEY (job, bucket)
+);
+CREATE TABLE IF NOT EXISTS shardgate.reshard_hold (
+    job bigint PRIMARY KEY,
+    scheme text NOT NULL,
+    shards text[] NOT NULL,
+    since timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS shardgate.reshard_acks (
+    job bigint NOT NULL,
+    proxy text NOT NULL,
+    phase text NOT NULL,
+    at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job, proxy, phase)
+);
+CREATE TABLE IF NOT EXISTS shardgate.proxies (
+    id text PRIMARY KEY,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    last_seen timestamptz NOT NULL DEFAULT now()
+);
 ";
 
 impl Catalog {
@@ -83,7 +119,7 @@ impl Catalog {
                         supported: SCHEMA_VERSION,
                     })
                 }
-                // There is no older version yet; upgrades from one will go here.
+                // Version 1 lacks the resharding tables; the DDL below only adds tables.
                 Ok(_) => {}
                 Err(_) => {
                     return Err(CatalogError::Corrupt {

@@ -9,6 +9,7 @@ mod demo;
 mod directory;
 mod explain;
 mod hash_password;
+mod reshard;
 mod serve;
 mod twopc;
 
@@ -88,10 +89,8 @@ enum Command {
         port: u16,
     },
     /// Move buckets between shards online.
-    Reshard {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    #[command(subcommand)]
+    Reshard(reshard::ReshardCommand),
     /// List or recover in-doubt two-phase transactions.
     #[command(subcommand)]
     Twopc(twopc::TwopcCommand),
@@ -129,7 +128,7 @@ pub fn main() -> ExitCode {
             sql,
             params,
         } => explain::run(&config, &sql, &params),
-        Command::Reshard { .. } => not_yet("reshard", "online resharding"),
+        Command::Reshard(cmd) => reshard::run(cmd),
         Command::Twopc(cmd) => twopc::run(cmd),
         Command::Directory { command } => directory::run(command),
     };
@@ -144,12 +143,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn not_yet(cmd: &str, feature: &str) -> Result<(), CliError> {
-    Err(CliError::Runtime(format!(
-        "`shardgate {cmd}` is not available yet: it arrives with {feature}"
-    )))
 }
 
 /// Start logging: `RUST_LOG` wins, then the config's `log_level`, then `info`.

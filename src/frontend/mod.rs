@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod cancel;
 pub mod clients;
+pub mod holds;
 mod limits;
 mod listener;
 pub mod reload;
@@ -78,6 +79,10 @@ struct ProxyInner {
     client_list: clients::ClientList,
     /// PAUSE: sessions wait before taking a server connection while this is true.
     paused: watch::Sender<bool>,
+    /// Resharding cutover holds in force here (`holds`).
+    holds: holds::Holds,
+    /// This proxy's name in the catalog (heartbeats, cutover acknowledgements).
+    instance: String,
     /// Reloads run one at a time.
     reload_lock: tokio::sync::Mutex<()>,
     /// Whether the directory listener runs (started once, by start or a reload).
@@ -157,6 +162,8 @@ impl Proxy {
                 limits: limits::Budgets::default(),
                 client_list: clients::ClientList::default(),
                 paused: watch::channel(false).0,
+                holds: holds::Holds::default(),
+                instance: holds::instance_id(),
                 reload_lock: tokio::sync::Mutex::new(()),
                 directory_listener: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -269,7 +276,8 @@ impl Proxy {
             }
             self.router().set_bucket_map(name, map);
         }
-        let _ = self.inner.catalog.set(catalog);
+        let _ = self.inner.catalog.set(catalog.clone());
+        holds::spawn_sync(self.clone(), catalog, target);
         if cfg
             .schemes
             .values()
@@ -319,6 +327,15 @@ impl Proxy {
     pub(crate) fn error_out(&self, out: &mut bytes::BytesMut, e: &crate::protocol::PgError) {
         self.inner.metrics.error(&e.code);
         crate::protocol::build::error(out, e);
+    }
+
+    pub fn holds(&self) -> &holds::Holds {
+        &self.inner.holds
+    }
+
+    /// This proxy's instance name in the catalog.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
     }
 
     pub fn clients(&self) -> &clients::ClientList {

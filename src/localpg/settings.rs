@@ -73,6 +73,11 @@ pub(crate) fn server_settings(
         ("wal_level", "logical".into()),
         ("max_wal_senders", "20".into()),
         ("max_replication_slots", "20".into()),
+        // Resharding runs one subscription per (source, target) pair, and each copies its
+        // tables with sync workers: the defaults (4 workers) stall a move with two sources.
+        ("max_worker_processes", "32".into()),
+        ("max_logical_replication_workers", "16".into()),
+        ("max_sync_workers_per_subscription", "4".into()),
         ("max_connections", "400".into()),
         ("fsync", "off".into()),
         ("synchronous_commit", "off".into()),

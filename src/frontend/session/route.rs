@@ -191,7 +191,30 @@ impl Session {
     /// Route a whole cycle, apply the limits of SPEC 11 to a fan-out, and count it.
     pub(super) async fn target(&mut self, items: &[Item<'_>]) -> Target {
         self.routed = None;
-        let t = self.route_cycle(items).await;
+        let mut t = self.route_cycle(items).await;
+        // A resharding cutover holds some shards: wait, then route again on the new map.
+        let mut waited = std::time::Duration::ZERO;
+        while let Some(shard) = self.held_shard(&t) {
+            if waited >= crate::frontend::holds::HOLD_WAIT_MAX {
+                return Target::Refuse(PgError::error(
+                    "55P03",
+                    format!(
+                        "shard \"{}\" has been held for a resharding cutover for more than {:?}",
+                        self.cfg.shards[shard].name,
+                        crate::frontend::holds::HOLD_WAIT_MAX
+                    ),
+                ));
+            }
+            let started = std::time::Instant::now();
+            let mut changed = self.proxy.holds().subscribe();
+            if self.proxy.holds().is_held(shard) {
+                let left = crate::frontend::holds::HOLD_WAIT_MAX - waited;
+                let _ = tokio::time::timeout(left, changed.changed()).await;
+            }
+            waited += started.elapsed();
+            self.routed = None;
+            t = self.route_cycle(items).await;
+        }
         if matches!(
             t,
             Target::Refuse(_) | Target::Local(_) | Target::EndMulti { .. }
@@ -215,6 +238,26 @@ impl Session {
         self.timings
             .push_back((self.sent_cycles + 1, std::time::Instant::now(), class));
         t
+    }
+
+    /// A shard of `t` that a cutover holds and this session holds no connection to.
+    fn held_shard(&self, t: &Target) -> Option<ShardId> {
+        let holds = self.proxy.holds();
+        if !holds.any() {
+            return None;
+        }
+        let shards: &[ShardId] = match t {
+            Target::Shard(s) => std::slice::from_ref(s),
+            Target::Multi { shards, .. }
+            | Target::Merge { shards, .. }
+            | Target::CopyIn { shards, .. }
+            | Target::Split(_, shards) => shards,
+            _ => &[],
+        };
+        shards
+            .iter()
+            .copied()
+            .find(|&s| holds.is_held(s) && self.backends.get(s).is_none_or(|b| b.is_none()))
     }
 
     /// Route a whole cycle (the decision alone).

@@ -1,0 +1,734 @@
+//! The steps of `reshard run` and `reshard abort`, each idempotent so a run that died at any
+//! point continues from the state recorded in the catalog.
+//!
+//! States: planned → schema → copying → synced → cutover → switched → done (or aborted).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::plan::{self, Move};
+use super::{admin_target, connect, open_catalog, quoted, scheme_tables, wait_until, SchemeTable};
+use crate::catalog::{BucketMove, Catalog, Job};
+use crate::config::Config;
+
+/// How long the cutover waits for proxies to drain, and for the target to catch up.
+const DRAIN_WAIT: Duration = Duration::from_secs(20);
+const CATCH_UP_WAIT: Duration = Duration::from_secs(20);
+/// How long the copy may show no progress at all before the run stops with advice.
+const STALL_LIMIT: Duration = Duration::from_secs(120);
+/// Rows deleted from a source per statement during cleanup.
+const DELETE_BATCH: i64 = 5000;
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The role that creates publications and subscriptions (REPLICATION; superuser on PG 15).
+    pub admin_user: Option<String>,
+    /// Show progress bars on stderr.
+    pub progress: bool,
+    /// Stop (as if the tool died) when this step is reached: "copying", "synced", "cutover".
+    pub stop_at: Option<String>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub job: i64,
+    pub buckets_moved: usize,
+    pub rows_copied: i64,
+    pub copy_secs: f64,
+    /// From the hold to the map switch.
+    pub pause_ms: f64,
+    pub done: bool,
+}
+
+/// One (source, target) pair of a job, with its buckets and replication object name.
+struct Pair {
+    source: String,
+    target: String,
+    buckets: Vec<i32>,
+    name: String,
+}
+
+/// Replication object names must be unique per server, and jobs are numbered per catalog:
+/// the catalog database's name, hashed, tells apart clusters sharing servers.
+fn catalog_tag(cfg: &Config) -> String {
+    let db = match &cfg.catalog {
+        crate::config::CatalogRef::Shard(i) => &cfg.shards[*i].target.dbname,
+        crate::config::CatalogRef::Url(t) => &t.dbname,
+    };
+    let h = db.bytes().fold(2166136261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16777619)
+    });
+    format!("{h:08x}")
+}
+
+fn pairs(cfg: &Config, job: &Job) -> Vec<Pair> {
+    let tag = catalog_tag(cfg);
+    let mut by: BTreeMap<(String, String), Vec<i32>> = BTreeMap::new();
+    for m in &job.moves {
+        by.entry((m.source.clone(), m.target.clone()))
+            .or_default()
+            .push(m.bucket);
+    }
+    by.into_iter()
+        .map(|((source, target), buckets)| {
+            let si = cfg.shard_id(&source).unwrap_or(usize::MAX);
+            let ti = cfg.shard_id(&target).unwrap_or(usize::MAX);
+            Pair {
+                name: format!("sg_reshard_{tag}_{}_{si}_{ti}", job.id),
+                source,
+                target,
+                buckets,
+            }
+        })
+        .collect()
+}
+
+struct Ctx<'a> {
+    cfg: &'a Config,
+    catalog: Catalog,
+    opts: &'a Options,
+    buckets: u32,
+    tables: Vec<SchemeTable>,
+}
+
+impl Ctx<'_> {
+    async fn shard(&self, name: &str) -> Result<tokio_postgres::Client, String> {
+        let s = self
+            .cfg
+            .shards
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| format!("shard \"{name}\" is not in the config"))?;
+        connect(
+            &admin_target(&s.target, self.opts.admin_user.as_deref()),
+            name,
+        )
+        .await
+    }
+
+    /// The bucket of a row as an `int` (the bucket function's SQL form).
+    fn expr(&self, t: &SchemeTable) -> String {
+        format!(
+            "({})::int",
+            crate::router::hash::bucket_sql(&t.key, t.key_type, self.buckets)
+        )
+    }
+
+    fn stop_at(&self, step: &str) -> Result<(), String> {
+        if self.opts.stop_at.as_deref() == Some(step) {
+            return Err(format!("stopped before step {step} (--stop-at)"));
+        }
+        Ok(())
+    }
+}
+
+fn sqlerr(what: &str) -> impl Fn(tokio_postgres::Error) -> String + '_ {
+    move |e| match e.as_db_error() {
+        Some(d) => format!("{what}: {}", d.message()),
+        None => format!("{what}: {e}"),
+    }
+}
+
+/// Plan (or resume) and carry out the move of `scheme` onto `targets`.
+pub async fn run(
+    cfg: &Config,
+    scheme: &str,
+    targets: &[String],
+    opts: &Options,
+) -> Result<Outcome, String> {
+    let catalog = open_catalog(cfg).await?;
+    let (buckets, tables) = scheme_tables(cfg, scheme)?;
+    if tables.is_empty() {
+        return Err(format!("scheme {scheme} has no tables in the config"));
+    }
+    let job = match catalog
+        .open_job(Some(scheme))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(j) => j,
+        None => {
+            for t in targets {
+                if cfg.shard_id(t).is_none() {
+                    return Err(format!("shard \"{t}\" is not in the config's shards:"));
+                }
+            }
+            let live = catalog
+                .bucket_map(scheme)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "scheme {scheme} has no bucket map in the catalog yet (start a proxy once)"
+                    )
+                })?;
+            let moves = plan::plan(&live.shards, targets)?;
+            if moves.is_empty() {
+                return Ok(Outcome {
+                    done: true,
+                    ..Outcome::default()
+                });
+            }
+            let rows: Vec<BucketMove> = moves
+                .iter()
+                .map(|m| BucketMove {
+                    bucket: m.bucket as i32,
+                    source: m.from.clone(),
+                    target: m.to.clone(),
+                })
+                .collect();
+            let id = catalog
+                .create_job(scheme, live.version, &rows)
+                .await
+                .map_err(|e| e.to_string())?;
+            catalog.job(id).await.map_err(|e| e.to_string())?
+        }
+    };
+    let ctx = Ctx {
+        cfg,
+        catalog,
+        opts,
+        buckets,
+        tables,
+    };
+    let mut out = Outcome {
+        job: job.id,
+        buckets_moved: job.moves.len(),
+        ..Outcome::default()
+    };
+    let pairs = pairs(cfg, &job);
+    let mut state = job.state.clone();
+    let set = |state: &'static str, detail: String| {
+        let c = ctx.catalog.clone();
+        async move {
+            c.set_job_state(job.id, state, &detail)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    if state == "planned" || state == "schema" {
+        set("schema", String::new()).await?;
+        copy_schema(&ctx, &pairs).await?;
+        set("copying", String::new()).await?;
+        state = "copying".into();
+    }
+    if state == "copying" {
+        ctx.stop_at("copying")?;
+        let started = Instant::now();
+        start_replication(&ctx, &pairs).await?;
+        ctx.stop_at("catch-up")?;
+        out.rows_copied = wait_synced(&ctx, &pairs).await?;
+        out.copy_secs = started.elapsed().as_secs_f64();
+        set(
+            "synced",
+            format!("{} rows in {:.1} s", out.rows_copied, out.copy_secs),
+        )
+        .await?;
+        state = "synced".into();
+    }
+    if state == "synced" || state == "cutover" {
+        ctx.stop_at("cutover")?;
+        set("cutover", String::new()).await?;
+        out.pause_ms = cutover(&ctx, &job, &pairs).await?;
+        state = "switched".into();
+    }
+    if state == "switched" {
+        cleanup(&ctx, &pairs).await?;
+        set("done", format!("pause {:.0} ms", out.pause_ms)).await?;
+        out.done = true;
+    }
+    Ok(out)
+}
+
+/// Step 1: create the scheme's tables on targets that lack them, from a source's catalog
+/// (`pg_dump --schema-only`: columns, indexes, constraints, owner and grants).
+async fn copy_schema(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<(), String> {
+    let bins = crate::localpg::PgBinaries::find().map_err(|e| e.to_string())?;
+    for p in pairs {
+        let tgt = ctx.shard(&p.target).await?;
+        for t in &ctx.tables {
+            let exists: bool = tgt
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quoted(&t.name)])
+                .await
+                .map_err(sqlerr("checking the target's tables"))?
+                .get(0);
+            if exists {
+                continue;
+            }
+            let src = ctx
+                .cfg
+                .shards
+                .iter()
+                .find(|s| s.name == p.source)
+                .ok_or("unknown source shard")?;
+            let a = admin_target(&src.target, ctx.opts.admin_user.as_deref());
+            let mut cmd = tokio::process::Command::new(bins.bin("pg_dump"));
+            cmd.args([
+                "--schema-only",
+                "--no-publications",
+                "--no-subscriptions",
+                "-t",
+            ])
+            .arg(quoted(&t.name))
+            .args([
+                "-h",
+                &a.host,
+                "-p",
+                &a.port.to_string(),
+                "-U",
+                &a.user,
+                "-d",
+                &a.dbname,
+            ]);
+            if let Some(pw) = &a.password {
+                cmd.env("PGPASSWORD", pw);
+            }
+            let dump = cmd
+                .output()
+                .await
+                .map_err(|e| format!("running pg_dump: {e}"))?;
+            if !dump.status.success() {
+                return Err(format!(
+                    "pg_dump of {} from {}: {}",
+                    t.name,
+                    p.source,
+                    String::from_utf8_lossy(&dump.stderr).trim()
+                ));
+            }
+            // Recent pg_dump versions wrap the script in psql meta-commands (`\\restrict`);
+            // the server only takes SQL.
+            let sql: String = String::from_utf8_lossy(&dump.stdout)
+                .lines()
+                .filter(|l| !l.starts_with('\\'))
+                .collect::<Vec<_>>()
+                .join("\n");
+            tgt.batch_execute(&sql)
+                .await
+                .map_err(sqlerr(&format!("creating {} on {}", t.name, p.target)))?;
+            // pg_dump's search_path setting must not leak into later statements.
+            tgt.batch_execute("RESET ALL")
+                .await
+                .map_err(sqlerr("reset"))?;
+            tracing::info!(table = %t.name, shard = %p.target, "table created on the target");
+        }
+    }
+    Ok(())
+}
+
+fn in_list(buckets: &[i32]) -> String {
+    buckets
+        .iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// libpq conninfo value quoting.
+fn conninfo_value(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Steps 2-3: a filtered publication on each source, a copying subscription on each target.
+async fn start_replication(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<(), String> {
+    for p in pairs {
+        let src = ctx.shard(&p.source).await?;
+        let tgt = ctx.shard(&p.target).await?;
+        let has_sub: bool = tgt
+            .query_one(
+                "SELECT count(*) > 0 FROM pg_subscription WHERE subname = $1",
+                &[&p.name],
+            )
+            .await
+            .map_err(sqlerr("reading subscriptions"))?
+            .get(0);
+        if has_sub {
+            continue;
+        }
+        // Left over from an earlier attempt: the target does not own these buckets yet.
+        for t in &ctx.tables {
+            tgt.execute(
+                &format!(
+                    "DELETE FROM {} x WHERE {} = ANY($1)",
+                    quoted(&t.name),
+                    ctx.expr(t)
+                ),
+                &[&p.buckets],
+            )
+            .await
+            .map_err(sqlerr("clearing the target"))?;
+        }
+        let has_pub: bool = src
+            .query_one(
+                "SELECT count(*) > 0 FROM pg_publication WHERE pubname = $1",
+                &[&p.name],
+            )
+            .await
+            .map_err(sqlerr("reading publications"))?
+            .get(0);
+        if !has_pub {
+            let list: Vec<String> = ctx
+                .tables
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} WHERE ({} IN ({}))",
+                        quoted(&t.name),
+                        ctx.expr(t),
+                        in_list(&p.buckets)
+                    )
+                })
+                .collect();
+            src.batch_execute(&format!(
+                "CREATE PUBLICATION {} FOR TABLE {}",
+                p.name,
+                list.join(", ")
+            ))
+            .await
+            .map_err(sqlerr(&format!(
+                "creating publication {} on {}",
+                p.name, p.source
+            )))?;
+        }
+        let s = ctx
+            .cfg
+            .shards
+            .iter()
+            .find(|s| s.name == p.source)
+            .ok_or("unknown shard")?;
+        let a = admin_target(&s.target, ctx.opts.admin_user.as_deref());
+        let mut conninfo = format!(
+            "host={} port={} dbname={} user={}",
+            conninfo_value(&a.host),
+            a.port,
+            conninfo_value(&a.dbname),
+            conninfo_value(&a.user)
+        );
+        if let Some(pw) = &a.password {
+            conninfo.push_str(&format!(" password={}", conninfo_value(pw)));
+        }
+        tgt.batch_execute(&format!(
+            "CREATE SUBSCRIPTION {} CONNECTION '{}' PUBLICATION {} WITH (copy_data = true)",
+            p.name,
+            conninfo.replace('\'', "''"),
+            p.name
+        ))
+        .await
+        .map_err(sqlerr(&format!(
+            "creating subscription {} on {}",
+            p.name, p.target
+        )))?;
+        tracing::info!(publication = %p.name, source = %p.source, target = %p.target, "replication started");
+    }
+    Ok(())
+}
+
+/// Wait until every subscription has copied its tables; returns the rows now on the targets
+/// in the moving buckets. Shows a progress bar per (pair, table) when asked.
+async fn wait_synced(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<i64, String> {
+    let bars = indicatif::MultiProgress::new();
+    if !ctx.opts.progress {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut work = Vec::new();
+    for p in pairs {
+        let src = ctx.shard(&p.source).await?;
+        let tgt = ctx.shard(&p.target).await?;
+        for t in &ctx.tables {
+            let total: i64 = src
+                .query_one(
+                    &format!(
+                        "SELECT count(*)::bigint FROM {} x WHERE {} = ANY($1)",
+                        quoted(&t.name),
+                        ctx.expr(t)
+                    ),
+                    &[&p.buckets],
+                )
+                .await
+                .map_err(sqlerr("counting the source"))?
+                .get(0);
+            let bar = bars.add(indicatif::ProgressBar::new(total.max(0) as u64));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:30} {bar:30} {pos}/{len} rows {per_sec}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(format!("{} {}->{}", t.name, p.source, p.target));
+            work.push((p, t, bar));
+        }
+        drop(src);
+        drop(tgt);
+    }
+    let mut clients = BTreeMap::new();
+    for p in pairs {
+        clients.insert(p.target.clone(), ctx.shard(&p.target).await?);
+    }
+    let mut last_progress = (i64::MIN, i64::MIN);
+    let mut since = Instant::now();
+    loop {
+        let mut pending = 0i64;
+        for p in pairs {
+            let tgt = &clients[&p.target];
+            let n: i64 = tgt
+                .query_one(
+                    "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid \
+                     WHERE s.subname = $1 AND r.srsubstate NOT IN ('r', 's')",
+                    &[&p.name],
+                )
+                .await
+                .map_err(sqlerr("reading the subscription state"))?
+                .get(0);
+            pending += n;
+        }
+        let mut rows = 0;
+        for (p, t, bar) in &work {
+            let n: i64 = clients[&p.target]
+                .query_one(
+                    &format!(
+                        "SELECT count(*)::bigint FROM {} x WHERE {} = ANY($1)",
+                        quoted(&t.name),
+                        ctx.expr(t)
+                    ),
+                    &[&p.buckets],
+                )
+                .await
+                .map_err(sqlerr("counting the target"))?
+                .get(0);
+            bar.set_position(n.max(0) as u64);
+            rows += n;
+        }
+        if pending == 0 {
+            for (_, _, bar) in &work {
+                bar.finish();
+            }
+            return Ok(rows);
+        }
+        if (pending, rows) != last_progress {
+            last_progress = (pending, rows);
+            since = Instant::now();
+        } else if since.elapsed() > STALL_LIMIT {
+            return Err(format!(
+                "the copy made no progress for {STALL_LIMIT:?} ({pending} tables not yet synchronised); \
+                 check the targets' logs and max_logical_replication_workers / max_worker_processes \
+                 (each source needs an apply worker and sync workers on its target); run again to resume"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Row count and checksum of the moving buckets of every table, on one shard.
+async fn fingerprint(
+    ctx: &Ctx<'_>,
+    c: &tokio_postgres::Client,
+    buckets: &[i32],
+) -> Result<Vec<(i64, i64)>, String> {
+    let mut out = Vec::new();
+    for t in &ctx.tables {
+        let r = c
+            .query_one(
+                &format!(
+                    "SELECT count(*)::bigint, coalesce(sum(hashtext(x::text)::bigint), 0)::bigint FROM {} x WHERE {} = ANY($1)",
+                    quoted(&t.name),
+                    ctx.expr(t)
+                ),
+                &[&buckets],
+            )
+            .await
+            .map_err(sqlerr("verifying"))?;
+        out.push((r.get(0), r.get(1)));
+    }
+    Ok(out)
+}
+
+/// Steps 4-5: hold, drain, verify caught up, switch. Returns the pause in milliseconds.
+async fn cutover(ctx: &Ctx<'_>, job: &Job, pairs: &[Pair]) -> Result<f64, String> {
+    let mut sources: Vec<String> = pairs.iter().map(|p| p.source.clone()).collect();
+    sources.sort();
+    sources.dedup();
+    let catalog = &ctx.catalog;
+    let started = Instant::now();
+    catalog
+        .set_hold(job.id, &job.scheme, &sources)
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        let drained = wait_until(DRAIN_WAIT, Duration::from_millis(10), || async {
+            let live = catalog.live_proxies(10.0).await.map_err(|e| e.to_string())?;
+            let acked = catalog.acks(job.id, "held").await.map_err(|e| e.to_string())?;
+            Ok(live.iter().all(|p| acked.contains(p)))
+        })
+        .await?;
+        if !drained {
+            let live = catalog.live_proxies(10.0).await.map_err(|e| e.to_string())?;
+            let acked = catalog.acks(job.id, "held").await.map_err(|e| e.to_string())?;
+            let missing: Vec<&String> = live.iter().filter(|p| !acked.contains(p)).collect();
+            return Err(format!(
+                "proxies {missing:?} still had transactions on {sources:?} after {DRAIN_WAIT:?}; nothing was switched, run again"
+            ));
+        }
+        let mut conns = Vec::new();
+        for p in pairs {
+            conns.push((ctx.shard(&p.source).await?, ctx.shard(&p.target).await?));
+        }
+        let mut last = String::new();
+        let deadline = Instant::now() + CATCH_UP_WAIT;
+        let caught_up = 'wait: loop {
+            let mut equal = true;
+            for (p, (s, t)) in pairs.iter().zip(&conns) {
+                let a = fingerprint(ctx, s, &p.buckets).await?;
+                let b = fingerprint(ctx, t, &p.buckets).await?;
+                if a != b {
+                    last = format!("{}->{}: source {a:?}, target {b:?}", p.source, p.target);
+                    equal = false;
+                    break;
+                }
+            }
+            if equal {
+                break 'wait true;
+            }
+            if Instant::now() > deadline {
+                break 'wait false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if !caught_up {
+            return Err(format!(
+                "the targets did not catch up within {CATCH_UP_WAIT:?} ({last}); nothing was switched, run again"
+            ));
+        }
+        let live = catalog
+            .bucket_map(&job.scheme)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the bucket map disappeared")?;
+        let moves: Vec<Move> = job
+            .moves
+            .iter()
+            .map(|m| Move {
+                bucket: m.bucket as u32,
+                from: m.source.clone(),
+                to: m.target.clone(),
+            })
+            .collect();
+        let next = plan::apply(&live.shards, &moves);
+        catalog
+            .switch_map(job.id, &job.scheme, job.from_version, &next)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(started.elapsed().as_secs_f64() * 1000.0)
+    }
+    .await;
+    match result {
+        Ok(ms) => {
+            tracing::info!(
+                job = job.id,
+                pause_ms = ms,
+                "cutover done: bucket map switched"
+            );
+            Ok(ms)
+        }
+        Err(e) => {
+            let _ = catalog.clear_hold(job.id).await;
+            let _ = catalog.set_job_state(job.id, "synced", &e).await;
+            Err(format!("cutover failed: {e}"))
+        }
+    }
+}
+
+/// Step 6: stop replication (first, so deletes on the sources cannot reach the targets),
+/// delete the moved rows from the sources in batches, drop the publications.
+async fn cleanup(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<(), String> {
+    for p in pairs {
+        let tgt = ctx.shard(&p.target).await?;
+        tgt.batch_execute(&format!("DROP SUBSCRIPTION IF EXISTS {}", p.name))
+            .await
+            .map_err(sqlerr(&format!(
+                "dropping subscription {} on {}",
+                p.name, p.target
+            )))?;
+    }
+    for p in pairs {
+        let src = ctx.shard(&p.source).await?;
+        for t in &ctx.tables {
+            let sql = format!(
+                "DELETE FROM {name} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {name} x WHERE {expr} = ANY($1) LIMIT {DELETE_BATCH}))",
+                name = quoted(&t.name),
+                expr = ctx.expr(t)
+            );
+            while src
+                .execute(&sql, &[&p.buckets])
+                .await
+                .map_err(sqlerr("deleting moved rows"))?
+                > 0
+            {}
+        }
+        src.batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", p.name))
+            .await
+            .map_err(sqlerr("dropping the publication"))?;
+    }
+    Ok(())
+}
+
+/// Undo the open job of `scheme` (or any) that has not cut over.
+pub async fn abort(cfg: &Config, scheme: Option<&str>, opts: &Options) -> Result<i64, String> {
+    let catalog = open_catalog(cfg).await?;
+    let job = catalog
+        .open_job(scheme)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("no resharding job in progress")?;
+    if job.state == "switched" {
+        return Err(format!(
+            "job {} has already cut over to the new bucket map; run `shardgate reshard run` to finish its cleanup",
+            job.id
+        ));
+    }
+    let (buckets, tables) = scheme_tables(cfg, &job.scheme)?;
+    let ctx = Ctx {
+        cfg,
+        catalog: catalog.clone(),
+        opts,
+        buckets,
+        tables,
+    };
+    catalog
+        .clear_hold(job.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    for p in pairs(cfg, &job) {
+        let tgt = ctx.shard(&p.target).await?;
+        tgt.batch_execute(&format!("DROP SUBSCRIPTION IF EXISTS {}", p.name))
+            .await
+            .map_err(sqlerr("dropping the subscription"))?;
+        for t in &ctx.tables {
+            let exists: bool = tgt
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quoted(&t.name)])
+                .await
+                .map_err(sqlerr("checking the target"))?
+                .get(0);
+            if exists {
+                tgt.execute(
+                    &format!(
+                        "DELETE FROM {} x WHERE {} = ANY($1)",
+                        quoted(&t.name),
+                        ctx.expr(t)
+                    ),
+                    &[&p.buckets],
+                )
+                .await
+                .map_err(sqlerr("removing copied rows from the target"))?;
+            }
+        }
+        let src = ctx.shard(&p.source).await?;
+        src.batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", p.name))
+            .await
+            .map_err(sqlerr("dropping the publication"))?;
+    }
+    catalog
+        .set_job_state(job.id, "aborted", "")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(job.id)
+}
