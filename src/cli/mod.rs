@@ -79,13 +79,24 @@ enum Command {
     },
     /// Start local shards with sample data and a proxy in front of them.
     #[command(
-        after_help = "Example:\n  shardgate demo --shards 4 --port 6432\n  psql postgres://demo:demo@127.0.0.1:6432/demo"
+        long_about = "Start local PostgreSQL shards under ./.shardgate/demo (initdb, as the \
+postgres user when run as root), create a sample schema (users, posts and comments sharded \
+by user; countries as a reference table) through the proxy, load sample rows, and serve \
+until Ctrl-C, which stops and removes everything the demo started. Needs the PostgreSQL \
+server binaries (found with `pg_config --bindir` or under /usr/lib/postgresql/*/bin).",
+        after_help = "Example:\n  shardgate demo\n  shardgate demo --shards 2 --port 7432 --metrics-port 7930\n\n\
+Then, in another terminal:\n  psql postgres://demo:demo@127.0.0.1:6432/demo"
     )]
     Demo {
+        /// How many shards to start (1 to 16).
         #[arg(long, default_value_t = 4)]
         shards: usize,
+        /// Port of the proxy on 127.0.0.1.
         #[arg(long, default_value_t = 6432)]
         port: u16,
+        /// Port of the Prometheus endpoint (/metrics) on 127.0.0.1.
+        #[arg(long, default_value_t = 9930)]
+        metrics_port: u16,
     },
     /// Move buckets between shards online.
     Reshard {
@@ -122,7 +133,11 @@ pub fn main() -> ExitCode {
             metrics_listen,
         } => serve::run(&config, listen, metrics_listen),
         Command::Check { config } => check::run(&config),
-        Command::Demo { shards, port } => demo::run(shards, port),
+        Command::Demo {
+            shards,
+            port,
+            metrics_port,
+        } => demo::run(shards, port, metrics_port),
         Command::HashPassword => hash_password::run(),
         Command::Explain {
             config,
