@@ -150,7 +150,7 @@ fn compose_shards_are_postgres_15_ready_for_2pc_and_logical_replication() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{name}: no max_prepared_transactions in {command}"));
         // At least pool.size, so that every pooled connection can hold a prepared transaction.
-        assert!(prepared >= load("config/compose.yaml").pool.size as u32);
+        assert!(prepared >= load("config/compose.yaml").pool.size);
         assert!(command.contains("wal_level=logical"), "{name}: {command}");
         assert!(s["healthcheck"]["test"].as_sequence().is_some(), "{name}");
     }
