@@ -120,9 +120,18 @@ fn free_ports() -> (u16, u16) {
     )
 }
 
+/// A scratch directory, removed on drop (also when the test fails).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A scratch directory the `postgres` OS user can reach (the demo runs the servers as it
 /// when started as root).
-fn scratch_dir() -> PathBuf {
+fn scratch_dir() -> Scratch {
     let base = if Path::new("/dev/shm").is_dir() {
         "/dev/shm"
     } else {
@@ -133,7 +142,7 @@ fn scratch_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
+    Scratch(dir)
 }
 
 /// Split a printed command line into words: spaces separate, double quotes group.
@@ -357,12 +366,13 @@ fn check_data(port: u16) {
 
 #[test]
 fn demo_tour_runs_and_ctrl_c_cleans_up_twice() {
-    let dir = scratch_dir();
+    let scratch = scratch_dir();
+    let dir = &scratch.0;
     let demo_root = dir.join(".shardgate/demo");
     // Twice: a second run must start cleanly where the first one stopped.
     for round in 0..2 {
         let (port, metrics_port) = free_ports();
-        let mut demo = Demo::start(&dir, port, metrics_port);
+        let mut demo = Demo::start(dir, port, metrics_port);
         demo.wait_for("Press Ctrl-C", Duration::from_secs(180));
         assert!(demo_root.join("shardgate.yaml").is_file());
         if round == 0 {
@@ -388,5 +398,4 @@ fn demo_tour_runs_and_ctrl_c_cleans_up_twice() {
             "nothing listens on the demo port after Ctrl-C"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
