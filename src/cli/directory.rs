@@ -18,9 +18,10 @@ use crate::router::KeyValue;
 pub enum DirectoryCommand {
     /// Print the shard a key is pinned to.
     #[command(
-        after_help = "Example:\n  shardgate directory get -c config/shardgate.yaml by_org acme"
+        after_help = "Example:\n  shardgate directory get -c config/directory.yaml by_tenant acme"
     )]
     Get {
+        /// The configuration file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// A directory scheme of the config.
@@ -31,9 +32,10 @@ pub enum DirectoryCommand {
     },
     /// Pin a key that has no rows yet to a shard.
     #[command(
-        after_help = "Example:\n  shardgate directory set -c config/shardgate.yaml by_org acme s1"
+        after_help = "Example:\n  shardgate directory set -c config/directory.yaml by_tenant acme s2"
     )]
     Set {
+        /// The configuration file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// A directory scheme of the config.
@@ -44,8 +46,11 @@ pub enum DirectoryCommand {
         /// A shard of the config.
         shard: String,
     },
-    /// Move every row of a key to another shard, then switch its entry.
+    /// Move every row of a key to another shard, then switch its entry (not available yet).
+    #[command(after_help = "Not available yet: it arrives with resharding.\n\n\
+Example (planned):\n  shardgate directory move -c config/directory.yaml by_tenant acme --to s2")]
     Move {
+        /// The configuration file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// A directory scheme of the config.

@@ -15,6 +15,7 @@ pub enum TwopcCommand {
     /// List prepared shardgate transactions on every shard, with their decision and age.
     #[command(after_help = "Example:\n  shardgate twopc list -c config/shardgate.yaml")]
     List {
+        /// The configuration file.
         #[arg(short, long, default_value = super::DEFAULT_CONFIG)]
         config: PathBuf,
     },
@@ -22,6 +23,7 @@ pub enum TwopcCommand {
     /// older than twopc.orphan_timeout are rolled back).
     #[command(after_help = "Example:\n  shardgate twopc recover -c config/shardgate.yaml")]
     Recover {
+        /// The configuration file.
         #[arg(short, long, default_value = super::DEFAULT_CONFIG)]
         config: PathBuf,
     },
