@@ -11,6 +11,7 @@ use crate::reshard::{self, plan};
 
 #[derive(Args, Debug, Clone)]
 pub struct Target {
+    /// The config file (the catalog and shards are read from it).
     #[arg(short, long, default_value = super::DEFAULT_CONFIG)]
     config: PathBuf,
     /// The hash scheme to spread.
@@ -56,14 +57,17 @@ pub enum ReshardCommand {
     /// Show resharding jobs and where they are.
     #[command(after_help = "Example:\n  shardgate reshard status -c config/shardgate.yaml")]
     Status {
+        /// The config file (the catalog and shards are read from it).
         #[arg(short, long, default_value = super::DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Undo the unfinished job that has not cut over (replication objects, copied rows).
     #[command(after_help = "Example:\n  shardgate reshard abort -c config/shardgate.yaml")]
     Abort {
+        /// The config file (the catalog and shards are read from it).
         #[arg(short, long, default_value = super::DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The role that created the replication objects (password in SHARDGATE_ADMIN_PASSWORD).
         #[arg(long)]
         admin_user: Option<String>,
     },
