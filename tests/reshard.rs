@@ -33,8 +33,8 @@ fn yaml(db: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\ndatabase: {db}\nusers:\n  - {{ name: app, password: app }}\n\
          pool: {{ size: 8 }}\nshards:\n{shards}default_shard: s0\n\
-         schemes:\n  by_acct: {{ type: hash, buckets: {BUCKETS}, shards: [s0, s1] }}\n\
-         tables:\n  accounts: {{ scheme: by_acct, key: id }}\n  ledger: {{ scheme: by_acct, key: acct }}\n"
+         schemes:\n  by_acct: {{ type: hash, buckets: {BUCKETS}, shards: [s0, s1] }}\n  by_org: {{ type: directory, fallback: by_acct }}\n\
+         tables:\n  accounts: {{ scheme: by_acct, key: id }}\n  ledger: {{ scheme: by_acct, key: acct }}\n  org_rows: {{ scheme: by_org, key: org_id, key_type: text }}\n"
     )
 }
 
@@ -57,7 +57,8 @@ async fn setup(prefix: &str, rows: i64) -> (String, Config, Vec<RunningProxy>) {
             .batch_execute(
                 "create table accounts (id bigint primary key, v bigint not null default 0, note text);
                  create index accounts_note on accounts (note);
-                 create table ledger (acct bigint not null, seq bigint not null, amount bigint, primary key (acct, seq));",
+                 create table ledger (acct bigint not null, seq bigint not null, amount bigint, primary key (acct, seq));
+                 create table org_rows (org_id text not null, n bigint not null, primary key (org_id, n));",
             )
             .await
             .unwrap();
@@ -362,4 +363,125 @@ async fn stopped_runs_resume_or_abort() {
         .await
         .unwrap();
     assert_eq!(again.job, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_key_moves_under_write_load() {
+    let (db, cfg, proxies) = setup("reshard_dir", 10).await;
+    let c = connect(&proxies[0], &db).await;
+    for n in 0..200i64 {
+        c.execute(
+            "insert into org_rows (org_id, n) values ('acme', $1)",
+            &[&n],
+        )
+        .await
+        .unwrap();
+    }
+    for n in 0..50i64 {
+        c.execute(
+            "insert into org_rows (org_id, n) values ('other', $1)",
+            &[&n],
+        )
+        .await
+        .unwrap();
+    }
+    let rows_of = |org: &'static str| {
+        let db = db.clone();
+        async move {
+            let mut on = Vec::new();
+            for i in 0..3 {
+                let d = direct(i, &db).await;
+                let exists: bool = d
+                    .query_one("select to_regclass('org_rows') is not null", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                let n: i64 = if exists {
+                    d.query_one("select count(*) from org_rows where org_id = $1", &[&org])
+                        .await
+                        .unwrap()
+                        .get(0)
+                } else {
+                    0
+                };
+                on.push(n);
+            }
+            on
+        }
+    };
+    let before = rows_of("acme").await;
+    let from = before
+        .iter()
+        .position(|&n| n == 200)
+        .expect("acme on one shard");
+    let other_before = rows_of("other").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let c = connect(&proxies[1], &db).await;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut acked, mut errors) = (Vec::new(), Vec::new());
+            let mut n = 1000i64;
+            while !stop.load(Ordering::Relaxed) {
+                match c
+                    .execute(
+                        "insert into org_rows (org_id, n) values ('acme', $1)",
+                        &[&n],
+                    )
+                    .await
+                {
+                    Ok(_) => acked.push(n),
+                    Err(e) => errors.push(code(&e)),
+                }
+                n += 1;
+            }
+            (acked, errors)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = reshard::move_key(&cfg, "by_org", "acme", "s2", &opts(None))
+        .await
+        .unwrap_or_else(|e| panic!("directory move failed: {e}"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, errors) = writer.await.unwrap();
+    eprintln!(
+        "moved acme from s{from}: {} rows, pause {:.0} ms; writer {} acked, errors {errors:?}",
+        out.rows_copied,
+        out.pause_ms,
+        acked.len()
+    );
+    assert!(out.done && acked.len() > 10);
+    assert!(errors.iter().all(|c| c == "40001"), "{errors:?}");
+    let after = rows_of("acme").await;
+    let total = 200 + acked.len() as i64;
+    let mut want = vec![0, 0, 0];
+    want[2] = total;
+    assert_eq!(after, want, "acme rows per shard (from s{from})");
+    // Each acknowledged row is there exactly once, and the other tenant did not move.
+    let d = direct(2, &db).await;
+    let distinct: i64 = d
+        .query_one(
+            "select count(distinct n) from org_rows where org_id = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(distinct, total);
+    assert_eq!(rows_of("other").await, other_before);
+    // Both proxies now read acme from s2.
+    for p in &proxies {
+        let c = connect(p, &db).await;
+        let port: String = c
+            .query_one(
+                "select current_setting('port') from org_rows where org_id = 'acme' limit 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(port, common::cluster().servers[2].port.to_string());
+    }
+    assert_no_replication_leftovers(&db).await;
 }

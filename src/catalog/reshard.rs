@@ -30,8 +30,10 @@ pub struct Job {
     pub state: String,
     pub detail: String,
     pub moves: Vec<BucketMove>,
-    /// The bucket-map version the job started from.
+    /// The bucket-map version the job started from (0 for a directory move).
     pub from_version: i64,
+    /// A directory move: the key whose rows move (its one move has bucket -1).
+    pub key: Option<String>,
 }
 
 /// A hold: proxies wait before taking new connections to `shards` until it is lifted.
@@ -58,15 +60,16 @@ impl Catalog {
         scheme: &str,
         from_version: i64,
         moves: &[BucketMove],
+        key: Option<&str>,
     ) -> Result<i64, CatalogError> {
         let what = || format!("recording a resharding job for scheme {scheme}");
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.failed(what()))?;
         let row = tx
             .query_one(
-                "INSERT INTO shardgate.reshard_jobs (scheme, state, from_version) \
-                 VALUES ($1, 'planned', $2) RETURNING id",
-                &[&scheme, &from_version],
+                "INSERT INTO shardgate.reshard_jobs (scheme, state, from_version, key) \
+                 VALUES ($1, 'planned', $2, $3) RETURNING id",
+                &[&scheme, &from_version, &key],
             )
             .await
             .map_err(self.failed(what()))?;
@@ -125,7 +128,7 @@ impl Catalog {
         let what = || format!("reading resharding job {id}");
         let row = client
             .query_one(
-                "SELECT scheme, state, detail, from_version FROM shardgate.reshard_jobs WHERE id = $1",
+                "SELECT scheme, state, detail, from_version, key FROM shardgate.reshard_jobs WHERE id = $1",
                 &[&id],
             )
             .await
@@ -150,6 +153,7 @@ impl Catalog {
             state: row.get(1),
             detail: row.get(2),
             from_version: row.get(3),
+            key: row.get(4),
             moves,
         })
     }
@@ -300,6 +304,53 @@ impl Catalog {
             .await
             .map_err(self.failed("reading bucket map versions"))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The commit point of a directory move: the key's entry names `shard`, the job is
+    /// switched and its hold lifted, in one transaction (with both notifications).
+    pub async fn switch_directory(
+        &self,
+        job: i64,
+        scheme: &str,
+        key: &str,
+        shard: &str,
+    ) -> Result<(), CatalogError> {
+        let what = || format!("switching directory key {key:?} of scheme {scheme}");
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.failed(what()))?;
+        tx.execute(
+            "INSERT INTO shardgate.directory (scheme, key, shard) VALUES ($1, $2, $3) \
+             ON CONFLICT (scheme, key) DO UPDATE SET shard = excluded.shard, updated_at = now()",
+            &[&scheme, &key, &shard],
+        )
+        .await
+        .map_err(self.failed(what()))?;
+        tx.execute(
+            "UPDATE shardgate.reshard_jobs SET state = 'switched', detail = '', updated_at = now() WHERE id = $1",
+            &[&job],
+        )
+        .await
+        .map_err(self.failed(what()))?;
+        tx.execute("DELETE FROM shardgate.reshard_hold WHERE job = $1", &[&job])
+            .await
+            .map_err(self.failed(what()))?;
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[
+                &super::DIRECTORY_CHANNEL,
+                &super::directory::payload(scheme, key),
+            ],
+        )
+        .await
+        .map_err(self.failed(what()))?;
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&RESHARD_CHANNEL, &format!("switch {job} {scheme}")],
+        )
+        .await
+        .map_err(self.failed(what()))?;
+        tx.commit().await.map_err(self.failed(what()))?;
+        Ok(())
     }
 
     /// The cutover's commit point: write the next map version (`shards`, one name per bucket),

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS shardgate.reshard_jobs (
     state text NOT NULL,
     detail text NOT NULL DEFAULT '',
     from_version bigint NOT NULL,
+    key text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );

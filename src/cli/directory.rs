@@ -3,7 +3,7 @@
 //! Owns the subcommand's arguments, the checks against the config (the scheme exists and is a
 //! directory scheme, the shard exists, the key parses as the scheme's key type) and the
 //! canonical text keys are stored under. The catalog work itself is `catalog::Catalog`'s.
-//! `move` (which moves rows) arrives with resharding and only says so.
+//! `move` moves the key's rows online with the resharding machinery (`crate::reshard`).
 
 use std::path::{Path, PathBuf};
 
@@ -46,9 +46,11 @@ pub enum DirectoryCommand {
         /// A shard of the config.
         shard: String,
     },
-    /// Move every row of a key to another shard, then switch its entry (not available yet).
-    #[command(after_help = "Not available yet: it arrives with resharding.\n\n\
-Example (planned):\n  shardgate directory move -c config/directory.yaml by_tenant acme --to s2")]
+    /// Move every row of a key (in every table of its scheme) to another shard online, then
+    /// switch its entry; resumes an interrupted move of the same key.
+    #[command(
+        after_help = "Example:\n  shardgate directory move -c config/directory.yaml by_tenant acme --to s2 --admin-user postgres"
+    )]
     Move {
         /// The configuration file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
@@ -61,6 +63,10 @@ Example (planned):\n  shardgate directory move -c config/directory.yaml by_tenan
         #[arg(long)]
         /// The shard to move the key's rows to.
         to: String,
+        /// The role for publications and subscriptions (REPLICATION; superuser on PostgreSQL
+        /// 15); its password is read from SHARDGATE_ADMIN_PASSWORD.
+        #[arg(long)]
+        admin_user: Option<String>,
     },
 }
 
@@ -108,9 +114,35 @@ pub fn run(command: DirectoryCommand) -> Result<(), CliError> {
             println!("{scheme} {key} -> {shard}");
             Ok(())
         }
-        DirectoryCommand::Move { .. } => Err(CliError::Runtime(
-            "`shardgate directory move` is not available yet: it arrives with resharding".into(),
-        )),
+        DirectoryCommand::Move {
+            config,
+            scheme,
+            key,
+            to,
+            admin_user,
+        } => {
+            let (cfg, key) = resolve(&config, &scheme, &key)?;
+            if cfg.shard_id(&to).is_none() {
+                return Err(CliError::Usage(format!("shard \"{to}\" is not in shards:")));
+            }
+            let opts = crate::reshard::Options {
+                admin_user,
+                progress: true,
+                stop_at: None,
+            };
+            let out = runtime()?
+                .block_on(crate::reshard::move_key(&cfg, &scheme, &key, &to, &opts))
+                .map_err(CliError::Runtime)?;
+            if out.job == 0 {
+                println!("{scheme} {key} is already on {to}");
+            } else {
+                println!(
+                    "{scheme} {key} -> {to}: {} rows moved in {:.1} s, cutover pause {:.0} ms",
+                    out.rows_copied, out.copy_secs, out.pause_ms
+                );
+            }
+            Ok(())
+        }
     }
 }
 

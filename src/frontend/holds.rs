@@ -31,10 +31,18 @@ pub const HOLD_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Longest a proxy tries to drain held shards before giving up on acknowledging.
 const DRAIN_MAX: Duration = Duration::from_secs(60);
 
+/// One hold in force: its job, its scheme, the shards it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LocalHold {
+    job: i64,
+    scheme: String,
+    shards: Vec<ShardId>,
+}
+
 /// The holds in force in this proxy.
 #[derive(Default)]
 pub struct Holds {
-    held: ArcSwap<Vec<(i64, Vec<ShardId>)>>,
+    held: ArcSwap<Vec<LocalHold>>,
     changed: watch::Sender<u64>,
 }
 
@@ -42,7 +50,7 @@ impl Holds {
     /// Whether new work for `shard` must wait.
     pub fn is_held(&self, shard: ShardId) -> bool {
         let h = self.held.load();
-        !h.is_empty() && h.iter().any(|(_, s)| s.contains(&shard))
+        !h.is_empty() && h.iter().any(|x| x.shards.contains(&shard))
     }
 
     pub fn any(&self) -> bool {
@@ -53,11 +61,11 @@ impl Holds {
         self.changed.subscribe()
     }
 
-    fn jobs(&self) -> Vec<(i64, Vec<ShardId>)> {
+    fn jobs(&self) -> Vec<LocalHold> {
         self.held.load().as_ref().clone()
     }
 
-    fn store(&self, v: Vec<(i64, Vec<ShardId>)>) {
+    fn store(&self, v: Vec<LocalHold>) {
         self.held.store(Arc::new(v));
         self.changed.send_modify(|n| *n += 1);
     }
@@ -150,11 +158,12 @@ async fn sync_once(
             ),
         }
     }
-    let wanted: Vec<(i64, Vec<ShardId>)> = holds
+    let wanted: Vec<LocalHold> = holds
         .iter()
-        .map(|h| {
-            let shards = h.shards.iter().filter_map(|s| cfg.shard_id(s)).collect();
-            (h.job, shards)
+        .map(|h| LocalHold {
+            job: h.job,
+            scheme: h.scheme.clone(),
+            shards: h.shards.iter().filter_map(|s| cfg.shard_id(s)).collect(),
         })
         .collect();
     let current = proxy.inner.holds.jobs();
@@ -163,23 +172,19 @@ async fn sync_once(
     }
     let pools = proxy.pools();
     for (i, p) in pools.iter().enumerate() {
-        p.set_held(wanted.iter().any(|(_, s)| s.contains(&i)));
+        p.set_held(wanted.iter().any(|h| h.shards.contains(&i)));
     }
     let id = proxy.inner.instance.clone();
-    for (job, shards) in &wanted {
-        if current.iter().any(|(j, _)| j == job) {
+    for h in &wanted {
+        if current.iter().any(|c| c.job == h.job) {
             continue;
         }
-        tracing::info!(
-            job,
-            ?shards,
-            "cutover hold: new work for these shards waits"
-        );
+        tracing::info!(job = h.job, shards = ?h.shards, "cutover hold: new work for these shards waits");
         let (proxy, catalog, shards, job, id) = (
             proxy.clone(),
             catalog.clone(),
-            shards.clone(),
-            *job,
+            h.shards.clone(),
+            h.job,
             id.clone(),
         );
         tokio::spawn(async move {
@@ -206,9 +211,14 @@ async fn sync_once(
             }
         });
     }
-    for (job, _) in &current {
-        if !wanted.iter().any(|(j, _)| j == job) {
-            tracing::info!(job, "cutover hold lifted");
+    for c in &current {
+        if !wanted.iter().any(|h| h.job == c.job) {
+            // A directory move switched a key's entry in the same transaction that lifted
+            // the hold: drop cached entries before anything routes again.
+            if matches!(cfg.schemes.get(&c.scheme), Some(Scheme::Directory(_))) {
+                proxy.directory().clear();
+            }
+            tracing::info!(job = c.job, "cutover hold lifted");
         }
     }
     proxy.inner.holds.store(wanted);

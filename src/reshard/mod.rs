@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::{BucketMove, Catalog, Job};
 use crate::config::{Config, KeyType, PgTarget, Scheme, TableConfig};
 
-pub use steps::{abort, run, Options, Outcome};
+pub use steps::{abort, move_key, run, Options, Outcome};
 
 /// A table of the scheme being moved.
 #[derive(Debug, Clone)]
@@ -38,6 +38,8 @@ pub struct SchemeTable {
 pub fn scheme_tables(cfg: &Config, scheme: &str) -> Result<(u32, Vec<SchemeTable>), String> {
     let buckets = match cfg.schemes.get(scheme) {
         Some(Scheme::Hash(h)) if h.function == crate::config::HashFunction::Postgres => h.buckets,
+        // A directory scheme moves one key at a time (`directory move`); no buckets.
+        Some(Scheme::Directory(_)) => 0,
         Some(Scheme::Hash(_)) => {
             return Err(format!(
                 "scheme {scheme} uses function: md5, which has no buckets; see docs/resharding.md for moving it to function: postgres"

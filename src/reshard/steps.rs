@@ -90,6 +90,8 @@ struct Ctx<'a> {
     opts: &'a Options,
     buckets: u32,
     tables: Vec<SchemeTable>,
+    /// For a directory move: the key whose rows move.
+    key: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -105,6 +107,20 @@ impl Ctx<'_> {
             name,
         )
         .await
+    }
+
+    /// The rows of `t` that move in pair `p`: the moving buckets (the bucket function's SQL
+    /// form), or the directory key being moved. Inlined constants, so the same text serves
+    /// as a publication row filter.
+    fn pred(&self, t: &SchemeTable, p: &Pair) -> String {
+        match &self.key {
+            Some(k) => format!("{} = '{}'", quoted(&t.key), k.replace('\'', "''")),
+            None => format!(
+                "{} = ANY('{{{}}}'::int[])",
+                self.expr(t),
+                in_list(&p.buckets)
+            ),
+        }
     }
 
     /// The bucket of a row as an `int` (the bucket function's SQL form).
@@ -139,6 +155,11 @@ pub async fn run(
 ) -> Result<Outcome, String> {
     let catalog = open_catalog(cfg).await?;
     let (buckets, tables) = scheme_tables(cfg, scheme)?;
+    if buckets == 0 {
+        return Err(format!(
+            "scheme {scheme} is a directory scheme: move its keys with `shardgate directory move`"
+        ));
+    }
     if tables.is_empty() {
         return Err(format!("scheme {scheme} has no tables in the config"));
     }
@@ -147,6 +168,12 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?
     {
+        Some(j) if j.key.is_some() => {
+            return Err(format!(
+                "job {} is moving directory key {:?} of scheme {scheme}; finish it with `directory move` or abort it",
+                j.id, j.key
+            ))
+        }
         Some(j) => j,
         None => {
             for t in targets {
@@ -179,7 +206,7 @@ pub async fn run(
                 })
                 .collect();
             let id = catalog
-                .create_job(scheme, live.version, &rows)
+                .create_job(scheme, live.version, &rows, None)
                 .await
                 .map_err(|e| e.to_string())?;
             catalog.job(id).await.map_err(|e| e.to_string())?
@@ -191,13 +218,133 @@ pub async fn run(
         opts,
         buckets,
         tables,
+        key: None,
     };
+    drive(&ctx, &job).await
+}
+
+/// Move every row of directory key `key` of `scheme` (in every table of the scheme) to
+/// shard `to`, then point the key's entry there: the same steps as a bucket move.
+pub async fn move_key(
+    cfg: &Config,
+    scheme: &str,
+    key: &str,
+    to: &str,
+    opts: &Options,
+) -> Result<Outcome, String> {
+    let catalog = open_catalog(cfg).await?;
+    let (_, tables) = scheme_tables(cfg, scheme)?;
+    if tables.is_empty() {
+        return Err(format!("scheme {scheme} has no tables in the config"));
+    }
+    if cfg.shard_id(to).is_none() {
+        return Err(format!("shard \"{to}\" is not in the config's shards:"));
+    }
+    let job = match catalog
+        .open_job(Some(scheme))
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(j) if j.key.as_deref() == Some(key) => j,
+        Some(j) => {
+            return Err(format!(
+                "job {} of scheme {scheme} is still in progress; finish or abort it first",
+                j.id
+            ))
+        }
+        None => {
+            let from = current_owner(cfg, &catalog, scheme, key, tables[0].key_type).await?;
+            if from == to {
+                return Ok(Outcome {
+                    done: true,
+                    ..Outcome::default()
+                });
+            }
+            let moves = [BucketMove {
+                bucket: -1,
+                source: from,
+                target: to.to_owned(),
+            }];
+            let id = catalog
+                .create_job(scheme, 0, &moves, Some(key))
+                .await
+                .map_err(|e| e.to_string())?;
+            catalog.job(id).await.map_err(|e| e.to_string())?
+        }
+    };
+    let ctx = Ctx {
+        cfg,
+        catalog,
+        opts,
+        buckets: 0,
+        tables,
+        key: Some(key.to_owned()),
+    };
+    drive(&ctx, &job).await
+}
+
+/// Where a directory key's rows are now: its entry, else its fallback scheme's placement
+/// (with the live bucket maps).
+async fn current_owner(
+    cfg: &Config,
+    catalog: &Catalog,
+    scheme: &str,
+    key: &str,
+    key_type: crate::config::KeyType,
+) -> Result<String, String> {
+    if let Some(e) = catalog
+        .directory_get(scheme, key)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(e);
+    }
+    let router = crate::router::Router::new(std::sync::Arc::new(cfg.clone()));
+    for (name, s) in &cfg.schemes {
+        if let crate::config::Scheme::Hash(h) = s {
+            if h.function == crate::config::HashFunction::Postgres {
+                if let Some(m) = catalog.bucket_map(name).await.map_err(|e| e.to_string())? {
+                    let ids: Option<Vec<usize>> =
+                        m.shards.iter().map(|s| cfg.shard_id(s)).collect();
+                    if let Some(ids) = ids {
+                        router.set_bucket_map(name, ids);
+                    }
+                }
+            }
+        }
+    }
+    let value = match key_type {
+        crate::config::KeyType::Bigint => crate::router::KeyValue::Int(
+            key.parse()
+                .map_err(|_| format!("key {key:?} is not a bigint"))?,
+        ),
+        crate::config::KeyType::Text => crate::router::KeyValue::Text(key.to_owned()),
+        crate::config::KeyType::Uuid => crate::router::KeyValue::Uuid(
+            crate::pgtext::parse_uuid(key).ok_or_else(|| format!("key {key:?} is not a uuid"))?,
+        ),
+    };
+    let shard = router.shard_of_key(scheme, &value, &NoEntries)?;
+    Ok(cfg.shards[shard].name.clone())
+}
+
+/// A directory with no entries: every key goes to its fallback.
+struct NoEntries;
+
+impl crate::router::DirectoryLookup for NoEntries {
+    fn lookup(&self, _: &str, _: &crate::router::KeyValue) -> Option<Option<usize>> {
+        Some(None)
+    }
+}
+
+/// Carry a recorded job through its remaining steps.
+async fn drive(ctx: &Ctx<'_>, job: &Job) -> Result<Outcome, String> {
+    let cfg = ctx.cfg;
     let mut out = Outcome {
         job: job.id,
         buckets_moved: job.moves.len(),
         ..Outcome::default()
     };
-    let pairs = pairs(cfg, &job);
+    let pairs = pairs(cfg, job);
     let mut state = job.state.clone();
     let set = |state: &'static str, detail: String| {
         let c = ctx.catalog.clone();
@@ -209,16 +356,16 @@ pub async fn run(
     };
     if state == "planned" || state == "schema" {
         set("schema", String::new()).await?;
-        copy_schema(&ctx, &pairs).await?;
+        copy_schema(ctx, &pairs).await?;
         set("copying", String::new()).await?;
         state = "copying".into();
     }
     if state == "copying" {
         ctx.stop_at("copying")?;
         let started = Instant::now();
-        start_replication(&ctx, &pairs).await?;
+        start_replication(ctx, &pairs).await?;
         ctx.stop_at("catch-up")?;
-        out.rows_copied = wait_synced(&ctx, &pairs).await?;
+        out.rows_copied = wait_synced(ctx, &pairs).await?;
         out.copy_secs = started.elapsed().as_secs_f64();
         set(
             "synced",
@@ -230,11 +377,11 @@ pub async fn run(
     if state == "synced" || state == "cutover" {
         ctx.stop_at("cutover")?;
         set("cutover", String::new()).await?;
-        out.pause_ms = cutover(&ctx, &job, &pairs).await?;
+        out.pause_ms = cutover(ctx, job, &pairs).await?;
         state = "switched".into();
     }
     if state == "switched" {
-        cleanup(&ctx, &pairs).await?;
+        cleanup(ctx, &pairs).await?;
         set("done", format!("pause {:.0} ms", out.pause_ms)).await?;
         out.done = true;
     }
@@ -348,12 +495,8 @@ async fn start_replication(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<(), String> 
         // Left over from an earlier attempt: the target does not own these buckets yet.
         for t in &ctx.tables {
             tgt.execute(
-                &format!(
-                    "DELETE FROM {} x WHERE {} = ANY($1)",
-                    quoted(&t.name),
-                    ctx.expr(t)
-                ),
-                &[&p.buckets],
+                &format!("DELETE FROM {} x WHERE {}", quoted(&t.name), ctx.pred(t, p)),
+                &[],
             )
             .await
             .map_err(sqlerr("clearing the target"))?;
@@ -370,14 +513,7 @@ async fn start_replication(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<(), String> 
             let list: Vec<String> = ctx
                 .tables
                 .iter()
-                .map(|t| {
-                    format!(
-                        "{} WHERE ({} IN ({}))",
-                        quoted(&t.name),
-                        ctx.expr(t),
-                        in_list(&p.buckets)
-                    )
-                })
+                .map(|t| format!("{} WHERE ({})", quoted(&t.name), ctx.pred(t, p)))
                 .collect();
             src.batch_execute(&format!(
                 "CREATE PUBLICATION {} FOR TABLE {}",
@@ -438,11 +574,11 @@ async fn wait_synced(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<i64, String> {
             let total: i64 = src
                 .query_one(
                     &format!(
-                        "SELECT count(*)::bigint FROM {} x WHERE {} = ANY($1)",
+                        "SELECT count(*)::bigint FROM {} x WHERE {}",
                         quoted(&t.name),
-                        ctx.expr(t)
+                        ctx.pred(t, p)
                     ),
-                    &[&p.buckets],
+                    &[],
                 )
                 .await
                 .map_err(sqlerr("counting the source"))?
@@ -486,11 +622,11 @@ async fn wait_synced(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<i64, String> {
             let n: i64 = clients[&p.target]
                 .query_one(
                     &format!(
-                        "SELECT count(*)::bigint FROM {} x WHERE {} = ANY($1)",
+                        "SELECT count(*)::bigint FROM {} x WHERE {}",
                         quoted(&t.name),
-                        ctx.expr(t)
+                        ctx.pred(t, p)
                     ),
-                    &[&p.buckets],
+                    &[],
                 )
                 .await
                 .map_err(sqlerr("counting the target"))?
@@ -522,18 +658,18 @@ async fn wait_synced(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<i64, String> {
 async fn fingerprint(
     ctx: &Ctx<'_>,
     c: &tokio_postgres::Client,
-    buckets: &[i32],
+    p: &Pair,
 ) -> Result<Vec<(i64, i64)>, String> {
     let mut out = Vec::new();
     for t in &ctx.tables {
         let r = c
             .query_one(
                 &format!(
-                    "SELECT count(*)::bigint, coalesce(sum(hashtext(x::text)::bigint), 0)::bigint FROM {} x WHERE {} = ANY($1)",
+                    "SELECT count(*)::bigint, coalesce(sum(hashtext(x::text)::bigint), 0)::bigint FROM {} x WHERE {}",
                     quoted(&t.name),
-                    ctx.expr(t)
+                    ctx.pred(t, p)
                 ),
-                &[&buckets],
+                &[],
             )
             .await
             .map_err(sqlerr("verifying"))?;
@@ -577,8 +713,8 @@ async fn cutover(ctx: &Ctx<'_>, job: &Job, pairs: &[Pair]) -> Result<f64, String
         let caught_up = 'wait: loop {
             let mut equal = true;
             for (p, (s, t)) in pairs.iter().zip(&conns) {
-                let a = fingerprint(ctx, s, &p.buckets).await?;
-                let b = fingerprint(ctx, t, &p.buckets).await?;
+                let a = fingerprint(ctx, s, p).await?;
+                let b = fingerprint(ctx, t, p).await?;
                 if a != b {
                     last = format!("{}->{}: source {a:?}, target {b:?}", p.source, p.target);
                     equal = false;
@@ -597,6 +733,13 @@ async fn cutover(ctx: &Ctx<'_>, job: &Job, pairs: &[Pair]) -> Result<f64, String
             return Err(format!(
                 "the targets did not catch up within {CATCH_UP_WAIT:?} ({last}); nothing was switched, run again"
             ));
+        }
+        if let (Some(key), [m]) = (&job.key, job.moves.as_slice()) {
+            catalog
+                .switch_directory(job.id, &job.scheme, key, &m.target)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(started.elapsed().as_secs_f64() * 1000.0);
         }
         let live = catalog
             .bucket_map(&job.scheme)
@@ -653,12 +796,12 @@ async fn cleanup(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<(), String> {
         let src = ctx.shard(&p.source).await?;
         for t in &ctx.tables {
             let sql = format!(
-                "DELETE FROM {name} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {name} x WHERE {expr} = ANY($1) LIMIT {DELETE_BATCH}))",
+                "DELETE FROM {name} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {name} x WHERE {expr} LIMIT {DELETE_BATCH}))",
                 name = quoted(&t.name),
-                expr = ctx.expr(t)
+                expr = ctx.pred(t, p)
             );
             while src
-                .execute(&sql, &[&p.buckets])
+                .execute(&sql, &[])
                 .await
                 .map_err(sqlerr("deleting moved rows"))?
                 > 0
@@ -692,6 +835,7 @@ pub async fn abort(cfg: &Config, scheme: Option<&str>, opts: &Options) -> Result
         opts,
         buckets,
         tables,
+        key: job.key.clone(),
     };
     catalog
         .clear_hold(job.id)
@@ -711,11 +855,11 @@ pub async fn abort(cfg: &Config, scheme: Option<&str>, opts: &Options) -> Result
             if exists {
                 tgt.execute(
                     &format!(
-                        "DELETE FROM {} x WHERE {} = ANY($1)",
+                        "DELETE FROM {} x WHERE {}",
                         quoted(&t.name),
-                        ctx.expr(t)
+                        ctx.pred(t, &p)
                     ),
-                    &[&p.buckets],
+                    &[],
                 )
                 .await
                 .map_err(sqlerr("removing copied rows from the target"))?;

@@ -155,6 +155,22 @@ impl Router {
         .decide(plan, params)
     }
 
+    /// Where `key` of `scheme` lives when its directory entries (if any) say `entries`.
+    pub fn shard_of_key<D: DirectoryLookup>(
+        &self,
+        scheme: &str,
+        key: &KeyValue,
+        dir: &D,
+    ) -> Result<ShardId, String> {
+        let maps = self.inner.maps.load();
+        place::Placer {
+            cfg: &self.inner.cfg,
+            maps: &maps,
+            dir,
+        }
+        .shard_of_key(scheme, key)
+    }
+
     /// Text for `shardgate explain` and `SHOW ROUTE`.
     pub fn explain(&self, sql: &str, params: &Params) -> String {
         let plan = self.plan(sql);

@@ -177,6 +177,15 @@ enum KeyShard {
 }
 
 impl<D: DirectoryLookup> Placer<'_, D> {
+    /// The shard of one key of `scheme` (directory schemes consult `dir`, then the fallback).
+    pub fn shard_of_key(&self, scheme: &str, key: &KeyValue) -> Result<ShardId, String> {
+        match self.place_key(scheme, key, 0) {
+            KeyShard::Shard(s, _) => Ok(s),
+            KeyShard::Lookup(..) => Err(format!("scheme {scheme} needs a directory lookup")),
+            KeyShard::Refuse(m) => Err(m),
+        }
+    }
+
     fn name(&self, s: ShardId) -> &str {
         &self.cfg.shards[s].name
     }
