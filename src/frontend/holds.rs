@@ -167,6 +167,17 @@ async fn sync_once(
         })
         .collect();
     let current = proxy.inner.holds.jobs();
+    // A hold set again by a resumed cutover clears the acknowledgements: every pass
+    // re-acknowledges the holds already drained (an idempotent insert).
+    for h in wanted.iter().filter(|h| current.contains(h)) {
+        let pools = proxy.pools();
+        if h.shards
+            .iter()
+            .all(|&s| pools.get(s).is_none_or(|p| p.active_count() == 0))
+        {
+            catalog.ack(h.job, &proxy.inner.instance, "held").await?;
+        }
+    }
     if wanted == current {
         return Ok(());
     }

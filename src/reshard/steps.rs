@@ -596,44 +596,29 @@ async fn wait_synced(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<i64, String> {
         drop(src);
         drop(tgt);
     }
-    let mut clients = BTreeMap::new();
-    for p in pairs {
-        clients.insert(p.target.clone(), ctx.shard(&p.target).await?);
-    }
+    let mut clients: BTreeMap<String, tokio_postgres::Client> = BTreeMap::new();
     let mut last_progress = (i64::MIN, i64::MIN);
     let mut since = Instant::now();
     loop {
-        let mut pending = 0i64;
-        for p in pairs {
-            let tgt = &clients[&p.target];
-            let n: i64 = tgt
-                .query_one(
-                    "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid \
-                     WHERE s.subname = $1 AND r.srsubstate NOT IN ('r', 's')",
-                    &[&p.name],
-                )
-                .await
-                .map_err(sqlerr("reading the subscription state"))?
-                .get(0);
-            pending += n;
+        // A target or source restarting mid-copy: the subscription reconnects by itself;
+        // this loop reconnects too and goes on (a restart is no progress, not a failure).
+        let polled = async {
+            for p in pairs {
+                if !clients.contains_key(&p.target) {
+                    clients.insert(p.target.clone(), ctx.shard(&p.target).await?);
+                }
+            }
+            poll_sync(ctx, pairs, &work, &clients).await
         }
-        let mut rows = 0;
-        for (p, t, bar) in &work {
-            let n: i64 = clients[&p.target]
-                .query_one(
-                    &format!(
-                        "SELECT count(*)::bigint FROM {} x WHERE {}",
-                        quoted(&t.name),
-                        ctx.pred(t, p)
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(sqlerr("counting the target"))?
-                .get(0);
-            bar.set_position(n.max(0) as u64);
-            rows += n;
-        }
+        .await;
+        let (pending, rows) = match polled {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the copy's progress; retrying");
+                clients.clear();
+                last_progress
+            }
+        };
         if pending == 0 {
             for (_, _, bar) in &work {
                 bar.finish();
@@ -652,6 +637,46 @@ async fn wait_synced(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<i64, String> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// One look at the copy: tables not yet synchronised, and rows on the targets.
+async fn poll_sync(
+    ctx: &Ctx<'_>,
+    pairs: &[Pair],
+    work: &[(&Pair, &SchemeTable, indicatif::ProgressBar)],
+    clients: &BTreeMap<String, tokio_postgres::Client>,
+) -> Result<(i64, i64), String> {
+    let mut pending = 0i64;
+    for p in pairs {
+        let n: i64 = clients[&p.target]
+            .query_one(
+                "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid \
+                 WHERE s.subname = $1 AND r.srsubstate NOT IN ('r', 's')",
+                &[&p.name],
+            )
+            .await
+            .map_err(sqlerr("reading the subscription state"))?
+            .get(0);
+        pending += n;
+    }
+    let mut rows = 0;
+    for (p, t, bar) in work {
+        let n: i64 = clients[&p.target]
+            .query_one(
+                &format!(
+                    "SELECT count(*)::bigint FROM {} x WHERE {}",
+                    quoted(&t.name),
+                    ctx.pred(t, p)
+                ),
+                &[],
+            )
+            .await
+            .map_err(sqlerr("counting the target"))?
+            .get(0);
+        bar.set_position(n.max(0) as u64);
+        rows += n;
+    }
+    Ok((pending, rows))
 }
 
 /// Row count and checksum of the moving buckets of every table, on one shard.
