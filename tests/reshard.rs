@@ -31,7 +31,7 @@ fn yaml(db: &str) -> String {
         ));
     }
     format!(
-        "listen: 127.0.0.1:0\ndatabase: {db}\nusers:\n  - {{ name: app, password: app }}\n\
+        "listen: 127.0.0.1:0\ndatabase: {db}\nadmin: {{ user: admin, password: adminpw }}\nusers:\n  - {{ name: app, password: app }}\n\
          pool: {{ size: 8 }}\nshards:\n{shards}default_shard: s0\n\
          schemes:\n  by_acct: {{ type: hash, buckets: {BUCKETS}, shards: [s0, s1] }}\n  by_org: {{ type: directory, fallback: by_acct }}\n\
          tables:\n  accounts: {{ scheme: by_acct, key: id }}\n  ledger: {{ scheme: by_acct, key: acct }}\n  org_rows: {{ scheme: by_org, key: org_id, key_type: text }}\n"
@@ -315,6 +315,27 @@ async fn reshard_two_to_three_under_load_with_two_proxies() {
         assert_eq!(port, common::cluster().servers[2].port.to_string());
     }
     assert_no_replication_leftovers(&db).await;
+    // Every proxy exports the move's figures, read from the catalog.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = proxies[1].proxy().render_metrics();
+        let get = |name: &str| -> f64 {
+            page.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or(-1.0)
+        };
+        if get("shardgate_reshard_rows_copied") > 0.0 {
+            assert!(
+                get("shardgate_reshard_cutover_pause_seconds") > 0.0,
+                "{page}"
+            );
+            assert!(get("shardgate_reshard_bytes_copied") > 0.0, "{page}");
+            assert_eq!(get("shardgate_reshard_jobs_open"), 0.0, "{page}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The index came along with the table.
     let idx: i64 = direct(2, &db)
         .await
@@ -328,6 +349,62 @@ async fn reshard_two_to_three_under_load_with_two_proxies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_runs_resume_or_abort() {
     let (db, cfg, _proxies) = setup("reshard_resume", 500).await;
+    // The plan, as the CLI prints it for machines, with exact row estimates.
+    let dir = std::env::temp_dir().join(format!("sg-reshard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shardgate.yaml");
+    std::fs::write(&path, yaml(&db)).unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shardgate"))
+            .args(args)
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[
+        "reshard",
+        "plan",
+        "--scheme",
+        "by_acct",
+        "--shards",
+        "s0,s1,s2",
+        "--json",
+        "--admin-user",
+        "postgres",
+    ]);
+    let json = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{json}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(json.contains("\"buckets_moving\":21"), "{json}");
+    let estimated: i64 = json
+        .split("\"rows\":")
+        .skip(1)
+        .map(|x| {
+            x.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        })
+        .sum();
+    let names: Vec<String> = live_map(&cfg)
+        .await
+        .1
+        .iter()
+        .map(|&i| format!("s{i}"))
+        .collect();
+    let after = reshard::plan::apply(&names, &reshard::plan::plan(&names, &targets()).unwrap());
+    let to_s2 = |n: i64| {
+        (0..n)
+            .filter(|&k| after[bucket_of(&KeyValue::Int(k), BUCKETS) as usize] == "s2")
+            .count() as i64
+    };
+    // 500 accounts and 100 ledger rows (keys 0..99).
+    assert_eq!(estimated, to_s2(500) + to_s2(100), "{json}");
     // Stopped after the plan and schema, before replication: resume finishes the move.
     let e = reshard::run(&cfg, "by_acct", &targets(), &opts(Some("catch-up")))
         .await
@@ -336,11 +413,21 @@ async fn stopped_runs_resume_or_abort() {
     let catalog = reshard::open_catalog(&cfg).await.unwrap();
     let job = catalog.open_job(Some("by_acct")).await.unwrap().unwrap();
     assert_eq!(job.state, "copying");
-    // Stopped again before cutover (replication running), then aborted: nothing changed.
+    // Stopped again before cutover (replication running): SHOW BUCKETS shows the move.
     let e = reshard::run(&cfg, "by_acct", &targets(), &opts(Some("cutover")))
         .await
         .unwrap_err();
     assert!(e.contains("cutover"), "{e}");
+    let port = _proxies[0].addr.port();
+    let out = common::proxy::admin_psql(port, "SHOW BUCKETS", "adminpw").await;
+    let buckets = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        buckets.starts_with("scheme|buckets|first|last|shard|moving_to|move_state"),
+        "{buckets}"
+    );
+    assert!(buckets.contains("|s2|synced"), "{buckets}");
+    assert!(buckets.contains("by_acct|64|0|"), "{buckets}");
+    // ... and then aborted: nothing changed.
     let id = reshard::abort(&cfg, None, &opts(None)).await.unwrap();
     assert_eq!(id, job.id);
     let (v, map) = live_map(&cfg).await;
@@ -348,10 +435,10 @@ async fn stopped_runs_resume_or_abort() {
     assert_placed(&placement(&db, "accounts", "id").await, &map, "account");
     assert_no_replication_leftovers(&db).await;
     // A new run plans again and completes.
-    let out = reshard::run(&cfg, "by_acct", &targets(), &opts(None))
+    let done = reshard::run(&cfg, "by_acct", &targets(), &opts(None))
         .await
         .unwrap();
-    assert!(out.done && out.job != job.id);
+    assert!(done.done && done.job != job.id);
     let (v, map) = live_map(&cfg).await;
     assert_eq!(v, 2);
     let rows = placement(&db, "accounts", "id").await;
@@ -363,6 +450,14 @@ async fn stopped_runs_resume_or_abort() {
         .await
         .unwrap();
     assert_eq!(again.job, 0);
+    let out = cli(&["reshard", "status"]);
+    let status = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        status.contains(&format!("job {} scheme by_acct: done", done.job))
+            && status.contains(&format!("job {} scheme by_acct: aborted", job.id)),
+        "{status}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

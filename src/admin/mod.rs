@@ -105,7 +105,7 @@ async fn run(proxy: &Proxy, cmd: &str) -> Result<Answer, PgError> {
         ["show", "clients"] => table(show::clients(proxy)),
         ["show", "stats"] => table(show::stats(proxy)),
         ["show", "config"] => table(show::config(proxy)),
-        ["show", "buckets"] => table(show::buckets(proxy)),
+        ["show", "buckets"] => table(show::buckets(proxy).await),
         ["show", "transactions"] => show::transactions(proxy).await.map(Answer::Table),
         ["show", "route", ..] => {
             // The statement as typed (its case matters for quoted names and literals).

@@ -193,31 +193,63 @@ pub fn config(proxy: &Proxy) -> Table {
 }
 
 /// The live bucket map of each hash scheme, as runs of buckets per shard.
-pub fn buckets(proxy: &Proxy) -> Table {
+pub async fn buckets(proxy: &Proxy) -> Table {
     let cfg = proxy.config();
     let maps = proxy.router().bucket_maps();
+    // Moves in progress, from the catalog: (scheme, bucket) -> (target, job state).
+    let mut moving = std::collections::HashMap::new();
+    if let Some(c) = proxy.catalog() {
+        if let Ok(jobs) = c.recent_jobs(20).await {
+            for j in jobs
+                .iter()
+                .filter(|j| j.state != "done" && j.state != "aborted")
+            {
+                for m in &j.moves {
+                    moving.insert(
+                        (j.scheme.clone(), m.bucket),
+                        (m.target.clone(), j.state.clone()),
+                    );
+                }
+            }
+        }
+    }
     let mut rows = Vec::new();
     for (name, scheme) in &cfg.schemes {
         let Scheme::Hash(h) = scheme else { continue };
         let Some(map) = maps.0.get(name) else {
             continue;
         };
+        let at = |b: usize| (map[b], moving.get(&(name.clone(), b as i32)));
         let mut start = 0;
         for b in 1..=map.len() {
-            if b == map.len() || map[b] != map[start] {
+            if b == map.len() || at(b) != at(start) {
+                let (to, state) = match at(start).1 {
+                    Some((t, st)) => (s(t), s(st)),
+                    None => (None, None),
+                };
                 rows.push(vec![
                     s(name),
                     s(h.buckets),
                     s(start),
                     s(b - 1),
                     s(&cfg.shards[map[start]].name),
+                    to,
+                    state,
                 ]);
                 start = b;
             }
         }
     }
     Table {
-        columns: vec!["scheme", "buckets", "first", "last", "shard"],
+        columns: vec![
+            "scheme",
+            "buckets",
+            "first",
+            "last",
+            "shard",
+            "moving_to",
+            "move_state",
+        ],
         rows,
     }
 }

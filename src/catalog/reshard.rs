@@ -36,6 +36,16 @@ pub struct Job {
     pub key: Option<String>,
 }
 
+/// The progress figures of the most recent job, for the proxies' metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub open_jobs: i64,
+    pub rows_copied: i64,
+    pub bytes_copied: i64,
+    pub lag_bytes: i64,
+    pub pause_ms: Option<f64>,
+}
+
 /// A hold: proxies wait before taking new connections to `shards` until it is lifted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
@@ -173,6 +183,60 @@ impl Catalog {
             .await
             .map_err(self.failed(format!("recording step {state} of resharding job {id}")))?;
         Ok(())
+    }
+
+    /// Record the copy's progress (rows and bytes on the targets, replication lag).
+    pub async fn set_job_progress(
+        &self,
+        id: i64,
+        rows: i64,
+        bytes: i64,
+        lag: i64,
+    ) -> Result<(), CatalogError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE shardgate.reshard_jobs SET rows_copied = $2, bytes_copied = $3, lag_bytes = $4, \
+                 updated_at = now() WHERE id = $1",
+                &[&id, &rows, &bytes, &lag],
+            )
+            .await
+            .map_err(self.failed("recording resharding progress"))?;
+        Ok(())
+    }
+
+    pub async fn set_job_pause(&self, id: i64, ms: f64) -> Result<(), CatalogError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE shardgate.reshard_jobs SET pause_ms = $2 WHERE id = $1",
+                &[&id, &ms],
+            )
+            .await
+            .map_err(self.failed("recording the cutover pause"))?;
+        Ok(())
+    }
+
+    /// Open jobs, and the figures of the most recent job.
+    pub async fn progress(&self) -> Result<Progress, CatalogError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM shardgate.reshard_jobs WHERE state NOT IN ('done', 'aborted')), \
+                        j.rows_copied, j.bytes_copied, j.lag_bytes, j.pause_ms \
+                 FROM (SELECT 1) one LEFT JOIN LATERAL \
+                      (SELECT * FROM shardgate.reshard_jobs ORDER BY id DESC LIMIT 1) j ON true",
+                &[],
+            )
+            .await
+            .map_err(self.failed("reading resharding progress"))?;
+        Ok(Progress {
+            open_jobs: row.get(0),
+            rows_copied: row.get::<_, Option<i64>>(1).unwrap_or(0),
+            bytes_copied: row.get::<_, Option<i64>>(2).unwrap_or(0),
+            lag_bytes: row.get::<_, Option<i64>>(3).unwrap_or(0),
+            pause_ms: row.get(4),
+        })
     }
 
     /// Ask every proxy to hold new connections to `shards` (the cutover begins).

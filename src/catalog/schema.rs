@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS shardgate.reshard_jobs (
     detail text NOT NULL DEFAULT '',
     from_version bigint NOT NULL,
     key text,
+    rows_copied bigint NOT NULL DEFAULT 0,
+    bytes_copied bigint NOT NULL DEFAULT 0,
+    lag_bytes bigint NOT NULL DEFAULT 0,
+    pause_ms double precision,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );

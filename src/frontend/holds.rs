@@ -130,6 +130,14 @@ async fn sync_once(
 ) -> Result<(), crate::catalog::CatalogError> {
     let holds = catalog.holds().await?;
     let live = catalog.map_versions().await?;
+    let p = catalog.progress().await?;
+    proxy.metrics().set_reshard(
+        p.open_jobs,
+        p.rows_copied,
+        p.bytes_copied,
+        p.lag_bytes,
+        p.pause_ms.unwrap_or(0.0) / 1000.0,
+    );
     let cfg = proxy.config();
     for (scheme, version) in live {
         if versions.get(&scheme) == Some(&version) {

@@ -365,7 +365,7 @@ async fn drive(ctx: &Ctx<'_>, job: &Job) -> Result<Outcome, String> {
         let started = Instant::now();
         start_replication(ctx, &pairs).await?;
         ctx.stop_at("catch-up")?;
-        out.rows_copied = wait_synced(ctx, &pairs).await?;
+        out.rows_copied = wait_synced(ctx, job.id, &pairs).await?;
         out.copy_secs = started.elapsed().as_secs_f64();
         set(
             "synced",
@@ -378,6 +378,9 @@ async fn drive(ctx: &Ctx<'_>, job: &Job) -> Result<Outcome, String> {
         ctx.stop_at("cutover")?;
         set("cutover", String::new()).await?;
         out.pause_ms = cutover(ctx, job, &pairs).await?;
+        if let Err(e) = ctx.catalog.set_job_pause(job.id, out.pause_ms).await {
+            tracing::warn!(error = %e, "cannot record the cutover pause");
+        }
         state = "switched".into();
     }
     if state == "switched" {
@@ -561,7 +564,7 @@ async fn start_replication(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<(), String> 
 
 /// Wait until every subscription has copied its tables; returns the rows now on the targets
 /// in the moving buckets. Shows a progress bar per (pair, table) when asked.
-async fn wait_synced(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<i64, String> {
+async fn wait_synced(ctx: &Ctx<'_>, job: i64, pairs: &[Pair]) -> Result<i64, String> {
     let bars = indicatif::MultiProgress::new();
     if !ctx.opts.progress {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -604,15 +607,22 @@ async fn wait_synced(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<i64, String> {
         // this loop reconnects too and goes on (a restart is no progress, not a failure).
         let polled = async {
             for p in pairs {
-                if !clients.contains_key(&p.target) {
-                    clients.insert(p.target.clone(), ctx.shard(&p.target).await?);
+                for shard in [&p.target, &p.source] {
+                    if !clients.contains_key(shard) {
+                        clients.insert(shard.clone(), ctx.shard(shard).await?);
+                    }
                 }
             }
             poll_sync(ctx, pairs, &work, &clients).await
         }
         .await;
         let (pending, rows) = match polled {
-            Ok(v) => v,
+            Ok((pending, rows, bytes, lag)) => {
+                if let Err(e) = ctx.catalog.set_job_progress(job, rows, bytes, lag).await {
+                    tracing::warn!(error = %e, "cannot record the copy's progress");
+                }
+                (pending, rows)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the copy's progress; retrying");
                 clients.clear();
@@ -639,14 +649,16 @@ async fn wait_synced(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<i64, String> {
     }
 }
 
-/// One look at the copy: tables not yet synchronised, and rows on the targets.
+/// One look at the copy: tables not yet synchronised, rows and bytes on the targets, and
+/// the WAL the subscriptions have not confirmed yet (replication lag, bytes).
 async fn poll_sync(
     ctx: &Ctx<'_>,
     pairs: &[Pair],
     work: &[(&Pair, &SchemeTable, indicatif::ProgressBar)],
     clients: &BTreeMap<String, tokio_postgres::Client>,
-) -> Result<(i64, i64), String> {
+) -> Result<(i64, i64, i64, i64), String> {
     let mut pending = 0i64;
+    let mut lag = 0i64;
     for p in pairs {
         let n: i64 = clients[&p.target]
             .query_one(
@@ -658,25 +670,36 @@ async fn poll_sync(
             .map_err(sqlerr("reading the subscription state"))?
             .get(0);
         pending += n;
+        let l: i64 = clients[&p.source]
+            .query_one(
+                "SELECT coalesce(sum(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)), 0)::bigint \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&p.name],
+            )
+            .await
+            .map_err(sqlerr("reading the replication lag"))?
+            .get(0);
+        lag += l;
     }
-    let mut rows = 0;
+    let (mut rows, mut bytes) = (0, 0);
     for (p, t, bar) in work {
-        let n: i64 = clients[&p.target]
+        let r = clients[&p.target]
             .query_one(
                 &format!(
-                    "SELECT count(*)::bigint FROM {} x WHERE {}",
+                    "SELECT count(*)::bigint, coalesce(sum(pg_column_size(x.*)), 0)::bigint FROM {} x WHERE {}",
                     quoted(&t.name),
                     ctx.pred(t, p)
                 ),
                 &[],
             )
             .await
-            .map_err(sqlerr("counting the target"))?
-            .get(0);
+            .map_err(sqlerr("counting the target"))?;
+        let n: i64 = r.get(0);
         bar.set_position(n.max(0) as u64);
         rows += n;
+        bytes += r.get::<_, i64>(1);
     }
-    Ok((pending, rows))
+    Ok((pending, rows, bytes, lag))
 }
 
 /// Row count and checksum of the moving buckets of every table, on one shard.

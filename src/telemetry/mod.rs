@@ -80,6 +80,30 @@ impl Limit {
     }
 }
 
+/// Resharding gauges, in `Metrics::set_reshard` order, with their help text.
+const RESHARD_GAUGES: [(&str, &str); 5] = [
+    (
+        "shardgate_reshard_jobs_open",
+        "Resharding jobs not finished or aborted",
+    ),
+    (
+        "shardgate_reshard_rows_copied",
+        "Rows copied to the targets by the most recent resharding job",
+    ),
+    (
+        "shardgate_reshard_bytes_copied",
+        "Bytes copied to the targets by the most recent resharding job",
+    ),
+    (
+        "shardgate_reshard_replication_lag_bytes",
+        "WAL bytes the targets' subscriptions had not yet confirmed, last measured",
+    ),
+    (
+        "shardgate_reshard_cutover_pause_seconds",
+        "Hold-to-switch pause of the most recent resharding cutover",
+    ),
+];
+
 /// Latency buckets in seconds: 100 µs to 10 s.
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
@@ -113,6 +137,9 @@ struct Inner {
     in_doubt: Gauge,
     limits: [Counter; 2],
     clients: Gauge,
+    /// Resharding, as recorded in the catalog by `shardgate reshard` (open jobs; the most
+    /// recent job's rows and bytes copied, replication lag, cutover pause).
+    reshard: [Gauge; 5],
     /// Per route class: statements, timed cycles and their total time in microseconds,
     /// for the admin console's `SHOW STATS`.
     totals: [[AtomicU64; 3]; 5],
@@ -179,6 +206,7 @@ impl Metrics {
             in_doubt: r.register_gauge(&key("shardgate_twopc_in_doubt", &[]), &META),
             clients: r.register_gauge(&key("shardgate_client_connections", &[]), &META),
             totals: Default::default(),
+            reshard: RESHARD_GAUGES.map(|(name, _)| r.register_gauge(&key(name, &[]), &META)),
             queries,
             durations,
             errors,
@@ -244,6 +272,20 @@ impl Metrics {
 
     pub fn set_in_doubt(&self, n: usize) {
         self.inner.in_doubt.set(n as f64);
+    }
+
+    /// Resharding progress read from the catalog: open jobs, rows and bytes copied,
+    /// replication lag in bytes, cutover pause in seconds (of the most recent job).
+    pub fn set_reshard(&self, open: i64, rows: i64, bytes: i64, lag: i64, pause_secs: f64) {
+        for (g, v) in self.inner.reshard.iter().zip([
+            open as f64,
+            rows as f64,
+            bytes as f64,
+            lag as f64,
+            pause_secs,
+        ]) {
+            g.set(v);
+        }
     }
 
     pub fn limit_rejected(&self, limit: Limit) {
@@ -347,7 +389,7 @@ fn describe(r: &PrometheusRecorder) {
             "Prepared shardgate transactions left unsettled by the last recovery pass",
         ),
     ];
-    for (name, help) in gauges {
+    for (name, help) in gauges.into_iter().chain(RESHARD_GAUGES) {
         r.describe_gauge(name.into(), None, text(help));
     }
     r.describe_histogram(
