@@ -427,6 +427,15 @@ async fn stopped_runs_resume_or_abort() {
     );
     assert!(buckets.contains("|s2|synced"), "{buckets}");
     assert!(buckets.contains("by_acct|64|0|"), "{buckets}");
+    // No writes meanwhile: `verify` finds source and target equal.
+    let out = cli(&["reshard", "verify", "--admin-user", "postgres"]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && said.contains("agree"), "{said}");
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("equal")).count(),
+        4,
+        "{said}"
+    );
     // ... and then aborted: nothing changed.
     let id = reshard::abort(&cfg, None, &opts(None)).await.unwrap();
     assert_eq!(id, job.id);

@@ -54,6 +54,18 @@ pub enum ReshardCommand {
         #[arg(long, hide = true)]
         stop_at: Option<String>,
     },
+    /// Compare the unfinished job's moving rows on sources and targets (counts, checksums).
+    #[command(
+        after_help = "Example:\n  shardgate reshard verify -c config/shardgate.yaml --admin-user postgres"
+    )]
+    Verify {
+        /// The config file (the catalog and shards are read from it).
+        #[arg(short, long, default_value = super::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The role to read the shards as (password in SHARDGATE_ADMIN_PASSWORD).
+        #[arg(long)]
+        admin_user: Option<String>,
+    },
     /// Show resharding jobs and where they are.
     #[command(after_help = "Example:\n  shardgate reshard status -c config/shardgate.yaml")]
     Status {
@@ -172,6 +184,29 @@ pub fn run(cmd: ReshardCommand) -> Result<(), CliError> {
                     out.pause_ms
                 );
                 Ok(())
+            })
+        }
+        ReshardCommand::Verify { config, admin_user } => {
+            let cfg = config::load(&config)?;
+            let opts = reshard::Options {
+                admin_user,
+                ..Default::default()
+            };
+            runtime()?.block_on(async {
+                let (job, lines) = reshard::verify(&cfg, &opts).await.map_err(rt)?;
+                let mut all = true;
+                for (line, ok) in &lines {
+                    println!("{} {line}", if *ok { "equal  " } else { "differ " });
+                    all &= ok;
+                }
+                if all {
+                    println!("job {job}: source and target agree");
+                    Ok(())
+                } else {
+                    Err(rt(format!(
+                        "job {job}: source and target differ (replication lag while writes continue, or a problem: the cutover will not switch until they agree)"
+                    )))
+                }
             })
         }
         ReshardCommand::Status { config } => {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::{BucketMove, Catalog, Job};
 use crate::config::{Config, KeyType, PgTarget, Scheme, TableConfig};
 
-pub use steps::{abort, move_key, run, Options, Outcome};
+pub use steps::{abort, move_key, run, verify, Options, Outcome};
 
 /// A table of the scheme being moved.
 #[derive(Debug, Clone)]
