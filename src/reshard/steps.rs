@@ -759,14 +759,17 @@ async fn cutover(ctx: &Ctx<'_>, job: &Job, pairs: &[Pair]) -> Result<f64, String
         let mut last = String::new();
         let deadline = Instant::now() + CATCH_UP_WAIT;
         let caught_up = 'wait: loop {
+            // Every side of every pair scans at once: the pause is one scan, not a sum.
+            let scans = pairs.iter().zip(&conns).map(|(p, (s, t))| async move {
+                let (a, b) = futures_util::future::join(fingerprint(ctx, s, p), fingerprint(ctx, t, p)).await;
+                Ok::<_, String>((p, a?, b?))
+            });
             let mut equal = true;
-            for (p, (s, t)) in pairs.iter().zip(&conns) {
-                let a = fingerprint(ctx, s, p).await?;
-                let b = fingerprint(ctx, t, p).await?;
+            for r in futures_util::future::join_all(scans).await {
+                let (p, a, b) = r?;
                 if a != b {
                     last = format!("{}->{}: source {a:?}, target {b:?}", p.source, p.target);
                     equal = false;
-                    break;
                 }
             }
             if equal {
