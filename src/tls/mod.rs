@@ -12,6 +12,7 @@
 //! `verify-full` towards shards (the config parser rejects those modes).
 
 mod no_verify;
+pub mod stream;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
