@@ -25,6 +25,28 @@ pub struct DirectoryEntry {
 }
 
 /// The notification payload naming `key` of `scheme`.
+/// Insert or replace an entry and notify, inside the caller's transaction (proxies hear of
+/// it exactly when it commits).
+pub(crate) async fn upsert_entry(
+    tx: &tokio_postgres::Transaction<'_>,
+    scheme: &str,
+    key: &str,
+    shard: &str,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO shardgate.directory (scheme, key, shard) VALUES ($1, $2, $3) \
+         ON CONFLICT (scheme, key) DO UPDATE SET shard = excluded.shard, updated_at = now()",
+        &[&scheme, &key, &shard],
+    )
+    .await?;
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&DIRECTORY_CHANNEL, &payload(scheme, key)],
+    )
+    .await?;
+    Ok(())
+}
+
 pub(crate) fn payload(scheme: &str, key: &str) -> String {
     if scheme.len() + 1 + key.len() <= MAX_PAYLOAD {
         format!("{scheme}\n{key}")
@@ -66,19 +88,9 @@ impl Catalog {
         let what = || format!("setting directory entry {key:?} of scheme {scheme}");
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.failed(what()))?;
-        tx.execute(
-            "INSERT INTO shardgate.directory (scheme, key, shard) VALUES ($1, $2, $3) \
-             ON CONFLICT (scheme, key) DO UPDATE SET shard = excluded.shard, updated_at = now()",
-            &[&scheme, &key, &shard],
-        )
-        .await
-        .map_err(self.failed(what()))?;
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&DIRECTORY_CHANNEL, &payload(scheme, key)],
-        )
-        .await
-        .map_err(self.failed(what()))?;
+        upsert_entry(&tx, scheme, key, shard)
+            .await
+            .map_err(self.failed(what()))?;
         tx.commit().await.map_err(self.failed(what()))?;
         tracing::info!(catalog = %self.name(), scheme, key, shard, "directory entry set");
         Ok(())

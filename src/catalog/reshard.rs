@@ -382,37 +382,12 @@ impl Catalog {
         let what = || format!("switching directory key {key:?} of scheme {scheme}");
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.failed(what()))?;
-        tx.execute(
-            "INSERT INTO shardgate.directory (scheme, key, shard) VALUES ($1, $2, $3) \
-             ON CONFLICT (scheme, key) DO UPDATE SET shard = excluded.shard, updated_at = now()",
-            &[&scheme, &key, &shard],
-        )
-        .await
-        .map_err(self.failed(what()))?;
-        tx.execute(
-            "UPDATE shardgate.reshard_jobs SET state = 'switched', detail = '', updated_at = now() WHERE id = $1",
-            &[&job],
-        )
-        .await
-        .map_err(self.failed(what()))?;
-        tx.execute("DELETE FROM shardgate.reshard_hold WHERE job = $1", &[&job])
+        super::directory::upsert_entry(&tx, scheme, key, shard)
             .await
             .map_err(self.failed(what()))?;
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[
-                &super::DIRECTORY_CHANNEL,
-                &super::directory::payload(scheme, key),
-            ],
-        )
-        .await
-        .map_err(self.failed(what()))?;
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&RESHARD_CHANNEL, &format!("switch {job} {scheme}")],
-        )
-        .await
-        .map_err(self.failed(what()))?;
+        finish_switch(&tx, job, &format!("switch {job} {scheme}"))
+            .await
+            .map_err(self.failed(what()))?;
         tx.commit().await.map_err(self.failed(what()))?;
         Ok(())
     }
@@ -460,22 +435,29 @@ impl Catalog {
         )
         .await
         .map_err(self.failed(what()))?;
-        tx.execute(
-            "UPDATE shardgate.reshard_jobs SET state = 'switched', detail = '', updated_at = now() WHERE id = $1",
-            &[&job],
-        )
-        .await
-        .map_err(self.failed(what()))?;
-        tx.execute("DELETE FROM shardgate.reshard_hold WHERE job = $1", &[&job])
+        finish_switch(&tx, job, &format!("switch {job} {scheme} {next}"))
             .await
             .map_err(self.failed(what()))?;
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&RESHARD_CHANNEL, &format!("switch {job} {scheme} {next}")],
-        )
-        .await
-        .map_err(self.failed(what()))?;
         tx.commit().await.map_err(self.failed(what()))?;
         Ok(next)
     }
+}
+
+/// The common end of a switch, inside its transaction: the job is switched, its hold is
+/// lifted, proxies are notified (on commit).
+async fn finish_switch(
+    tx: &tokio_postgres::Transaction<'_>,
+    job: i64,
+    payload: &str,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE shardgate.reshard_jobs SET state = 'switched', detail = '', updated_at = now() WHERE id = $1",
+        &[&job],
+    )
+    .await?;
+    tx.execute("DELETE FROM shardgate.reshard_hold WHERE job = $1", &[&job])
+        .await?;
+    tx.execute("SELECT pg_notify($1, $2)", &[&RESHARD_CHANNEL, &payload])
+        .await?;
+    Ok(())
 }
