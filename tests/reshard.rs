@@ -33,7 +33,7 @@ fn yaml(db: &str) -> String {
     format!(
         "listen: 127.0.0.1:0\ndatabase: {db}\nadmin: {{ user: admin, password: adminpw }}\nusers:\n  - {{ name: app, password: app }}\n\
          pool: {{ size: 8 }}\nshards:\n{shards}default_shard: s0\n\
-         schemes:\n  by_acct: {{ type: hash, buckets: {BUCKETS}, shards: [s0, s1] }}\n  by_org: {{ type: directory, fallback: by_acct }}\n\
+         schemes:\n  by_acct: {{ type: hash, buckets: {BUCKETS}, shards: [s0, s1] }}\n  by_org_home: {{ type: hash, buckets: 8, shards: [s0, s1] }}\n  by_org: {{ type: directory, fallback: by_org_home }}\n\
          tables:\n  accounts: {{ scheme: by_acct, key: id }}\n  ledger: {{ scheme: by_acct, key: acct }}\n  org_rows: {{ scheme: by_org, key: org_id, key_type: text }}\n"
     )
 }

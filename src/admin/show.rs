@@ -194,8 +194,10 @@ pub fn config(proxy: &Proxy) -> Table {
 
 /// The live bucket map of each hash scheme, as runs of buckets per shard.
 pub async fn buckets(proxy: &Proxy) -> Table {
-    let cfg = proxy.config();
-    let maps = proxy.router().bucket_maps();
+    // One snapshot: its router's maps only name shards of its config.
+    let snap = proxy.snapshot();
+    let cfg = snap.config.clone();
+    let maps = snap.router.bucket_maps();
     // Moves in progress, from the catalog: (scheme, bucket) -> (target, job state).
     let mut moving = std::collections::HashMap::new();
     if let Some(c) = proxy.catalog() {

@@ -35,6 +35,8 @@ struct PoolInner {
     permits: Arc<Semaphore>,
     /// Connections handed out right now.
     active: AtomicUsize,
+    /// Checkouts past their permit but not yet handed out (connecting, probing).
+    pending: AtomicUsize,
     /// A resharding cutover holds this shard: checkouts that race the hold are refused.
     held: AtomicBool,
     /// Checkouts waiting for a free connection: (ticket, since when).
@@ -94,6 +96,15 @@ impl Drop for PooledConn {
     }
 }
 
+/// Un-counts a checkout's `pending` when it ends (handed out, failed or cancelled).
+struct Pending<'a>(&'a PoolInner);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A checkout waiting for a permit, listed while it waits (for `cl_waiting`, `maxwait`).
 struct Waiting<'a> {
     pool: &'a PoolInner,
@@ -128,6 +139,7 @@ impl ShardPool {
                 permits: Arc::new(Semaphore::new(cfg.size as usize)),
                 cfg: arc_swap::ArcSwap::from_pointee(cfg),
                 active: AtomicUsize::new(0),
+                pending: AtomicUsize::new(0),
                 waiters: Mutex::new(Vec::new()),
                 held: AtomicBool::new(false),
                 next_ticket: AtomicU64::new(0),
@@ -174,6 +186,11 @@ impl ShardPool {
     /// Set or lift a cutover hold on this shard.
     pub fn set_held(&self, held: bool) {
         self.inner.held.store(held, Ordering::SeqCst);
+    }
+
+    /// Connections in use or about to be: what a cutover drain waits for.
+    pub fn busy_count(&self) -> usize {
+        self.inner.pending.load(Ordering::SeqCst) + self.inner.active.load(Ordering::SeqCst)
     }
 
     /// The pool settings in force.
@@ -228,6 +245,10 @@ impl ShardPool {
                 ));
             }
         };
+        // Counted busy from here: a cutover drain that starts while this checkout connects
+        // waits for it, and `handed_out` then sees the hold.
+        inner.pending.fetch_add(1, Ordering::SeqCst);
+        let _pending = Pending(inner);
         loop {
             let candidate = inner.idle.lock().ok().and_then(|mut idle| idle.pop());
             let Some(mut conn) = candidate else { break };

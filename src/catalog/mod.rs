@@ -24,7 +24,7 @@ pub use decisions::{Decision, Outcome};
 pub use directory::{DirectoryEntry, DIRECTORY_CHANNEL};
 pub use error::CatalogError;
 pub use listener::spawn_directory_listener;
-pub use reshard::{BucketMove, Hold, Job, Progress, RESHARD_CHANNEL};
+pub use reshard::{BucketMove, Hold, Job, Progress, HOLD_LEASE_SECS, RESHARD_CHANNEL};
 pub use schema::SCHEMA_VERSION;
 
 use std::sync::{Arc, Mutex};

@@ -52,7 +52,14 @@ pub struct Hold {
     pub job: i64,
     pub scheme: String,
     pub shards: Vec<String>,
+    /// The shards the job moves rows to (a proxy must know them to take part).
+    pub targets: Vec<String>,
 }
+
+/// A hold older than this is void: proxies stop obeying it and a switch needs a fresh one.
+/// Both sides judge by the catalog's clock, so no proxy lifts a hold that a switch still
+/// relies on. Longer than the tool's drain and catch-up waits together.
+pub const HOLD_LEASE_SECS: i64 = 60;
 
 impl Catalog {
     async fn notify(&self, payload: &str) -> Result<(), CatalogError> {
@@ -239,6 +246,26 @@ impl Catalog {
         })
     }
 
+    /// Move a job from state `from` to `to`; nothing happens when it is no longer in `from`.
+    pub async fn job_state_if(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        detail: &str,
+    ) -> Result<bool, CatalogError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE shardgate.reshard_jobs SET state = $3, detail = $4, updated_at = now() \
+                 WHERE id = $1 AND state = $2",
+                &[&id, &from, &to, &detail],
+            )
+            .await
+            .map_err(self.failed(format!("recording step {to} of resharding job {id}")))?;
+        Ok(n == 1)
+    }
+
     /// Ask every proxy to hold new connections to `shards` (the cutover begins).
     pub async fn set_hold(
         &self,
@@ -278,7 +305,13 @@ impl Catalog {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT job, scheme, shards FROM shardgate.reshard_hold ORDER BY job",
+                &format!(
+                    "SELECT h.job, h.scheme, h.shards, \
+                     coalesce((SELECT array_agg(DISTINCT m.target) FROM shardgate.reshard_moves m \
+                               WHERE m.job = h.job), '{{}}'::text[]) \
+                     FROM shardgate.reshard_hold h \
+                     WHERE h.since > now() - interval '{HOLD_LEASE_SECS} seconds' ORDER BY h.job"
+                ),
                 &[],
             )
             .await
@@ -289,6 +322,7 @@ impl Catalog {
                 job: r.get(0),
                 scheme: r.get(1),
                 shards: r.get(2),
+                targets: r.get(3),
             })
             .collect())
     }
@@ -385,9 +419,12 @@ impl Catalog {
         super::directory::upsert_entry(&tx, scheme, key, shard)
             .await
             .map_err(self.failed(what()))?;
-        finish_switch(&tx, job, &format!("switch {job} {scheme}"))
+        if !finish_switch(&tx, job, &format!("switch {job} {scheme}"))
             .await
-            .map_err(self.failed(what()))?;
+            .map_err(self.failed(what()))?
+        {
+            return Err(lost_hold(self, job));
+        }
         tx.commit().await.map_err(self.failed(what()))?;
         Ok(())
     }
@@ -435,29 +472,57 @@ impl Catalog {
         )
         .await
         .map_err(self.failed(what()))?;
-        finish_switch(&tx, job, &format!("switch {job} {scheme} {next}"))
+        if !finish_switch(&tx, job, &format!("switch {job} {scheme} {next}"))
             .await
-            .map_err(self.failed(what()))?;
+            .map_err(self.failed(what()))?
+        {
+            return Err(lost_hold(self, job));
+        }
         tx.commit().await.map_err(self.failed(what()))?;
         Ok(next)
     }
 }
 
-/// The common end of a switch, inside its transaction: the job is switched, its hold is
-/// lifted, proxies are notified (on commit).
+/// The common end of a switch, inside its transaction: the job (in `cutover`) is switched,
+/// its hold (still valid) is lifted, proxies are notified (on commit). False when the job is
+/// no longer in cutover or its hold is gone or expired: the caller must not commit.
 async fn finish_switch(
     tx: &tokio_postgres::Transaction<'_>,
     job: i64,
     payload: &str,
-) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
-        "UPDATE shardgate.reshard_jobs SET state = 'switched', detail = '', updated_at = now() WHERE id = $1",
-        &[&job],
-    )
-    .await?;
-    tx.execute("DELETE FROM shardgate.reshard_hold WHERE job = $1", &[&job])
+) -> Result<bool, tokio_postgres::Error> {
+    let n = tx
+        .execute(
+            "UPDATE shardgate.reshard_jobs SET state = 'switched', detail = '', updated_at = now() \
+             WHERE id = $1 AND state = 'cutover'",
+            &[&job],
+        )
         .await?;
+    if n != 1 {
+        return Ok(false);
+    }
+    let held = tx
+        .execute(
+            &format!(
+                "DELETE FROM shardgate.reshard_hold WHERE job = $1 AND since > now() - interval '{HOLD_LEASE_SECS} seconds'"
+            ),
+            &[&job],
+        )
+        .await?;
+    if held != 1 {
+        // Lifted meanwhile (an abort) or expired: proxies may be routing again; no switch.
+        return Ok(false);
+    }
     tx.execute("SELECT pg_notify($1, $2)", &[&RESHARD_CHANNEL, &payload])
         .await?;
-    Ok(())
+    Ok(true)
+}
+
+fn lost_hold(c: &Catalog, job: i64) -> CatalogError {
+    CatalogError::Invalid {
+        catalog: c.name().to_owned(),
+        what: format!(
+            "job {job}: its hold was lifted or expired (older than {HOLD_LEASE_SECS} s) before the switch, or the job left the cutover; nothing was switched"
+        ),
+    }
 }

@@ -13,10 +13,18 @@
 //! A hold is per source shard, not per bucket: for the pause, every new transaction on a
 //! source shard waits, including ones for buckets that stay. Sessions that already hold a
 //! connection to a held shard (an open transaction) go on, and the drain waits for them.
+//!
+//! Fencing: while a resharding job is open, a proxy that has not completed a sync pass for
+//! `STALE_AFTER` (shorter than the 10 s after which the tool stops waiting for a silent
+//! proxy) treats every shard as held, so a proxy cut off from the catalog cannot route on a
+//! map the rest of the cluster has left. A hold is never lifted while the map that goes with
+//! it could not be installed (a shard missing from this proxy's config), and a proxy that
+//! does not know a job's target shards does not acknowledge its hold.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
@@ -39,22 +47,56 @@ struct LocalHold {
     shards: Vec<ShardId>,
 }
 
+/// Longest a sync pass (a few catalog queries) may take before it counts as failed.
+const PASS_TIMEOUT: Duration = Duration::from_secs(5);
+/// With a job open, a proxy whose last good pass is older than this holds every shard.
+const STALE_AFTER: Duration = Duration::from_secs(7);
+
 /// The holds in force in this proxy.
-#[derive(Default)]
 pub struct Holds {
     held: ArcSwap<Vec<LocalHold>>,
     changed: watch::Sender<u64>,
+    /// Whether the last good pass saw an open resharding job.
+    jobs_open: AtomicBool,
+    /// Milliseconds since `epoch` of the last good pass.
+    last_ok_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Holds {
+    fn default() -> Self {
+        Holds {
+            held: ArcSwap::default(),
+            changed: watch::Sender::default(),
+            jobs_open: AtomicBool::new(false),
+            last_ok_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Holds {
+    /// A job is open and this proxy has lost track of the catalog: hold everything.
+    fn stale(&self) -> bool {
+        self.jobs_open.load(Ordering::Relaxed) && {
+            let now = self.epoch.elapsed().as_millis() as u64;
+            now.saturating_sub(self.last_ok_ms.load(Ordering::Relaxed))
+                > STALE_AFTER.as_millis() as u64
+        }
+    }
+
     /// Whether new work for `shard` must wait.
     pub fn is_held(&self, shard: ShardId) -> bool {
         let h = self.held.load();
-        !h.is_empty() && h.iter().any(|x| x.shards.contains(&shard))
+        (!h.is_empty() && h.iter().any(|x| x.shards.contains(&shard))) || self.stale()
     }
 
     pub fn any(&self) -> bool {
-        !self.held.load().is_empty()
+        !self.held.load().is_empty() || self.stale()
+    }
+
+    fn holds_job(&self, job: i64) -> bool {
+        self.held.load().iter().any(|h| h.job == job)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -67,6 +109,14 @@ impl Holds {
 
     fn store(&self, v: Vec<LocalHold>) {
         self.held.store(Arc::new(v));
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    fn pass_ok(&self, jobs_open: bool) {
+        self.jobs_open.store(jobs_open, Ordering::Relaxed);
+        self.last_ok_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // Sessions waiting on a stale hold look again.
         self.changed.send_modify(|n| *n += 1);
     }
 }
@@ -83,28 +133,46 @@ pub fn instance_id() -> String {
     )
 }
 
-/// Start the sync task (and its LISTEN connection) for a proxy whose catalog is connected.
-pub fn spawn_sync(proxy: Proxy, catalog: Catalog, target: PgTarget) {
+/// Start following the catalog (once per proxy): one pass now, so the proxy never serves on
+/// a map older than the catalog's, then the sync task and its LISTEN connection.
+pub async fn start_sync(proxy: &Proxy, catalog: Catalog, target: PgTarget) {
+    if proxy.inner.sync_started.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let mut versions = HashMap::new();
+    let _ = catalog.heartbeat(&proxy.inner.instance).await;
+    if let Err(e) = sync_pass(proxy, &catalog, &mut versions).await {
+        tracing::warn!(error = %e, "cannot read resharding state from the catalog at start");
+    }
     let wake = Arc::new(Notify::new());
     tokio::spawn(listen_loop(target, wake.clone(), proxy.shutdown_signal()));
-    tokio::spawn(sync_loop(proxy, catalog, wake));
+    tokio::spawn(sync_loop(proxy.clone(), catalog, wake, versions));
 }
 
-async fn sync_loop(proxy: Proxy, catalog: Catalog, wake: Arc<Notify>) {
-    let mut shutdown = proxy.shutdown_signal();
+async fn sync_loop(
+    proxy: Proxy,
+    catalog: Catalog,
+    wake: Arc<Notify>,
+    mut versions: HashMap<String, i64>,
+) {
     let id = proxy.inner.instance.clone();
-    let mut versions: HashMap<String, i64> = HashMap::new();
     let mut beat = tokio::time::Instant::now();
-    let _ = catalog.heartbeat(&id).await;
     loop {
-        if let Err(e) = sync_once(&proxy, &catalog, &mut versions).await {
+        if let Err(e) = sync_pass(&proxy, &catalog, &mut versions).await {
             tracing::warn!(error = %e, "cannot follow resharding state in the catalog");
         }
         if beat.elapsed() >= Duration::from_secs(2) {
             beat = tokio::time::Instant::now();
-            if let Err(e) = catalog.heartbeat(&id).await {
-                tracing::debug!(error = %e, "proxy heartbeat failed");
+            let hb = tokio::time::timeout(PASS_TIMEOUT, catalog.heartbeat(&id)).await;
+            if !matches!(hb, Ok(Ok(()))) {
+                tracing::debug!("proxy heartbeat failed");
             }
+        }
+        // Shut down with no client left: stop heartbeating (the tool stops waiting for this
+        // proxy 10 s later). Clients finishing during the grace period are still covered.
+        if *proxy.shutdown_signal().borrow() && proxy.client_count() == 0 {
+            let _ = catalog.unregister(&id).await;
+            return;
         }
         let every = if proxy.inner.holds.any() {
             Duration::from_millis(100)
@@ -114,31 +182,59 @@ async fn sync_loop(proxy: Proxy, catalog: Catalog, wake: Arc<Notify>) {
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(every) => {}
-            _ = shutdown.changed() => {
-                let _ = catalog.unregister(&id).await;
-                return;
-            }
         }
     }
 }
 
-/// One pass: holds first, then map versions, then apply both.
+async fn sync_pass(
+    proxy: &Proxy,
+    catalog: &Catalog,
+    versions: &mut HashMap<String, i64>,
+) -> Result<(), String> {
+    match tokio::time::timeout(PASS_TIMEOUT, sync_once(proxy, catalog, versions)).await {
+        Ok(Ok(open)) => {
+            proxy.inner.holds.pass_ok(open);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer from the catalog within {PASS_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// Whether every held shard's pool is drained (nothing checked out or being checked out).
+fn drained(proxy: &Proxy, shards: &[ShardId]) -> bool {
+    let pools = proxy.pools();
+    shards
+        .iter()
+        .all(|&s| pools.get(s).is_none_or(|p| p.busy_count() == 0))
+}
+
+/// One pass: holds first, then map versions, then apply both. Returns whether a resharding
+/// job is open.
 async fn sync_once(
     proxy: &Proxy,
     catalog: &Catalog,
     versions: &mut HashMap<String, i64>,
-) -> Result<(), crate::catalog::CatalogError> {
+) -> Result<bool, crate::catalog::CatalogError> {
     let holds = catalog.holds().await?;
     let live = catalog.map_versions().await?;
-    let p = catalog.progress().await?;
-    proxy.metrics().set_reshard(
-        p.open_jobs,
-        p.rows_copied,
-        p.bytes_copied,
-        p.lag_bytes,
-        p.pause_ms.unwrap_or(0.0) / 1000.0,
-    );
+    let progress = catalog.progress().await;
+    let open = progress.as_ref().map(|p| p.open_jobs > 0).unwrap_or(true);
+    if let Ok(p) = &progress {
+        proxy.metrics().set_reshard(
+            p.open_jobs,
+            p.rows_copied,
+            p.bytes_copied,
+            p.lag_bytes,
+            p.pause_ms.unwrap_or(0.0) / 1000.0,
+        );
+    }
+    // Installing a map and a reload's copying of maps into its new router must not interleave.
+    let _reload = proxy.inner.reload_lock.lock().await;
     let cfg = proxy.config();
+    let mut stuck: Vec<String> = Vec::new();
     for (scheme, version) in live {
         if versions.get(&scheme) == Some(&version) {
             continue;
@@ -159,14 +255,18 @@ async fn sync_once(
                 tracing::info!(scheme, version = map.version, "bucket map installed");
                 versions.insert(scheme, version);
             }
-            _ => tracing::error!(
-                scheme,
-                version,
-                "the live bucket map names a shard missing from this proxy's config, or has the wrong size; keeping the old map"
-            ),
+            _ => {
+                tracing::error!(
+                    scheme,
+                    version,
+                    "the live bucket map names a shard missing from this proxy's config, or has the wrong size; add the shard and reload"
+                );
+                stuck.push(scheme);
+            }
         }
     }
-    let wanted: Vec<LocalHold> = holds
+    let current = proxy.inner.holds.jobs();
+    let mut wanted: Vec<LocalHold> = holds
         .iter()
         .map(|h| LocalHold {
             job: h.job,
@@ -174,61 +274,29 @@ async fn sync_once(
             shards: h.shards.iter().filter_map(|s| cfg.shard_id(s)).collect(),
         })
         .collect();
-    let current = proxy.inner.holds.jobs();
+    // A hold whose map could not be installed stays: lifting it would route on the old map.
+    for c in &current {
+        if stuck.contains(&c.scheme) && !wanted.iter().any(|w| w.job == c.job) {
+            wanted.push(c.clone());
+        }
+    }
+    let known = |h: &crate::catalog::Hold| h.targets.iter().all(|t| cfg.shard_id(t).is_some());
     // A hold set again by a resumed cutover clears the acknowledgements: every pass
     // re-acknowledges the holds already drained (an idempotent insert).
-    for h in wanted.iter().filter(|h| current.contains(h)) {
-        let pools = proxy.pools();
-        if h.shards
-            .iter()
-            .all(|&s| pools.get(s).is_none_or(|p| p.active_count() == 0))
-        {
+    for h in holds.iter() {
+        let Some(local) = current.iter().find(|c| c.job == h.job) else {
+            continue;
+        };
+        if known(h) && drained(proxy, &local.shards) {
             catalog.ack(h.job, &proxy.inner.instance, "held").await?;
         }
     }
     if wanted == current {
-        return Ok(());
+        return Ok(open);
     }
     let pools = proxy.pools();
     for (i, p) in pools.iter().enumerate() {
         p.set_held(wanted.iter().any(|h| h.shards.contains(&i)));
-    }
-    let id = proxy.inner.instance.clone();
-    for h in &wanted {
-        if current.iter().any(|c| c.job == h.job) {
-            continue;
-        }
-        tracing::info!(job = h.job, shards = ?h.shards, "cutover hold: new work for these shards waits");
-        let (proxy, catalog, shards, job, id) = (
-            proxy.clone(),
-            catalog.clone(),
-            h.shards.clone(),
-            h.job,
-            id.clone(),
-        );
-        tokio::spawn(async move {
-            let started = tokio::time::Instant::now();
-            loop {
-                let pools = proxy.pools();
-                if shards
-                    .iter()
-                    .all(|&s| pools.get(s).is_none_or(|p| p.active_count() == 0))
-                {
-                    break;
-                }
-                if started.elapsed() > DRAIN_MAX {
-                    tracing::warn!(
-                        job,
-                        "cutover hold: connections to held shards still in use; not acknowledging"
-                    );
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            if let Err(e) = catalog.ack(job, &id, "held").await {
-                tracing::warn!(job, error = %e, "cannot acknowledge the cutover hold");
-            }
-        });
     }
     for c in &current {
         if !wanted.iter().any(|h| h.job == c.job) {
@@ -240,8 +308,54 @@ async fn sync_once(
             tracing::info!(job = c.job, "cutover hold lifted");
         }
     }
-    proxy.inner.holds.store(wanted);
-    Ok(())
+    // Stored before the drain tasks start: they stop as soon as their hold is gone.
+    proxy.inner.holds.store(wanted.clone());
+    let id = proxy.inner.instance.clone();
+    for h in &wanted {
+        if current.iter().any(|c| c.job == h.job) {
+            continue;
+        }
+        let Some(row) = holds.iter().find(|r| r.job == h.job) else {
+            continue;
+        };
+        if !known(row) {
+            tracing::error!(job = h.job, targets = ?row.targets, "cutover hold names shards this proxy does not know; not acknowledging (add them and reload)");
+        }
+        tracing::info!(job = h.job, shards = ?h.shards, "cutover hold: new work for these shards waits");
+        let (proxy, catalog, shards, job, id, known) = (
+            proxy.clone(),
+            catalog.clone(),
+            h.shards.clone(),
+            h.job,
+            id.clone(),
+            known(row),
+        );
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            loop {
+                if !proxy.inner.holds.holds_job(job) {
+                    return;
+                }
+                if drained(&proxy, &shards) {
+                    break;
+                }
+                if started.elapsed() > DRAIN_MAX {
+                    tracing::warn!(
+                        job,
+                        "cutover hold: connections to held shards still in use; not acknowledging"
+                    );
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if known && proxy.inner.holds.holds_job(job) {
+                if let Err(e) = catalog.ack(job, &id, "held").await {
+                    tracing::warn!(job, error = %e, "cannot acknowledge the cutover hold");
+                }
+            }
+        });
+    }
+    Ok(open)
 }
 
 /// Keep a LISTEN on the resharding channel and wake the sync task on each notification.

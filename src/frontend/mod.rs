@@ -85,6 +85,8 @@ struct ProxyInner {
     instance: String,
     /// Reloads run one at a time.
     reload_lock: tokio::sync::Mutex<()>,
+    /// Whether the resharding sync task runs (started once, by start or a reload).
+    sync_started: std::sync::atomic::AtomicBool,
     /// Whether the directory listener runs (started once, by start or a reload).
     directory_listener: std::sync::atomic::AtomicBool,
 }
@@ -166,6 +168,7 @@ impl Proxy {
                 instance: holds::instance_id(),
                 reload_lock: tokio::sync::Mutex::new(()),
                 directory_listener: std::sync::atomic::AtomicBool::new(false),
+                sync_started: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -277,7 +280,7 @@ impl Proxy {
             self.router().set_bucket_map(name, map);
         }
         let _ = self.inner.catalog.set(catalog.clone());
-        holds::spawn_sync(self.clone(), catalog, target);
+        holds::start_sync(self, catalog, target).await;
         if cfg
             .schemes
             .values()
@@ -392,6 +395,15 @@ impl Proxy {
             tokio::spawn(recovery_loop(self.clone()));
         }
         tokio::spawn(health_loop(self.clone()));
+        let (me, mut stop) = (self.clone(), self.shutdown_signal());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => me.metrics().upkeep(),
+                    _ = stop.changed() => return,
+                }
+            }
+        });
         tracing::info!(%addr, "shardgate listening");
         if let Some(m) = metrics_addr {
             tracing::info!(addr = %m, "metrics at http://{m}/metrics");

@@ -153,6 +153,17 @@ impl Proxy {
             m.clear();
         }
         tracing::info!(shards_added = ?added, restart_needed = ?restart, "config reloaded");
+        drop(_one_at_a_time);
+        if let Some(catalog) = self.catalog() {
+            // A reload that brought in the first scheme needing the catalog: this proxy must
+            // now follow resharding too (a no-op when it already does).
+            let cfg = self.config();
+            let target = match &cfg.catalog {
+                crate::config::CatalogRef::Shard(i) => cfg.shards[*i].target.clone(),
+                crate::config::CatalogRef::Url(t) => t.clone(),
+            };
+            super::holds::start_sync(self, catalog.clone(), target).await;
+        }
         Ok(ReloadReport {
             shards_added: added,
             restart_needed: restart,

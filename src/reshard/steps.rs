@@ -160,6 +160,17 @@ pub async fn run(
             "scheme {scheme} is a directory scheme: move its keys with `shardgate directory move`"
         ));
     }
+    if let Some((d, _)) = cfg
+        .schemes
+        .iter()
+        .find(|(_, s)| matches!(s, crate::config::Scheme::Directory(d) if d.fallback == scheme))
+    {
+        // Keys of the directory scheme without an entry live where this scheme's map says:
+        // their rows would have to move too, and they are not in this scheme's tables.
+        return Err(format!(
+            "scheme {scheme} is the fallback of directory scheme {d}: resharding it would move keys of {d} without their rows; pin those keys with directory entries and remove the fallback first"
+        ));
+    }
     if tables.is_empty() {
         return Err(format!("scheme {scheme} has no tables in the config"));
     }
@@ -519,7 +530,7 @@ async fn start_replication(ctx: &Ctx<'_>, pairs: &[Pair]) -> Result<(), String> 
                 .map(|t| format!("{} WHERE ({})", quoted(&t.name), ctx.pred(t, p)))
                 .collect();
             src.batch_execute(&format!(
-                "CREATE PUBLICATION {} FOR TABLE {}",
+                "CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert, update, delete')",
                 p.name,
                 list.join(", ")
             ))
@@ -756,6 +767,24 @@ async fn cutover(ctx: &Ctx<'_>, job: &Job, pairs: &[Pair]) -> Result<f64, String
         for p in pairs {
             conns.push((ctx.shard(&p.source).await?, ctx.shard(&p.target).await?));
         }
+        // A prepared transaction on a source (a two-phase commit whose coordinator died) may
+        // still commit there later, after the switch: settle those first.
+        for (p, (s, _)) in pairs.iter().zip(&conns) {
+            let n: i64 = s
+                .query_one(
+                    "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()",
+                    &[],
+                )
+                .await
+                .map_err(sqlerr("reading prepared transactions"))?
+                .get(0);
+            if n > 0 {
+                return Err(format!(
+                    "{n} prepared transactions wait on source {} (`shardgate twopc list`); the proxies' recovery settles them; nothing was switched, run again",
+                    p.source
+                ));
+            }
+        }
         let mut last = String::new();
         let deadline = Instant::now() + CATCH_UP_WAIT;
         let caught_up = 'wait: loop {
@@ -825,7 +854,9 @@ async fn cutover(ctx: &Ctx<'_>, job: &Job, pairs: &[Pair]) -> Result<f64, String
         }
         Err(e) => {
             let _ = catalog.clear_hold(job.id).await;
-            let _ = catalog.set_job_state(job.id, "synced", &e).await;
+            // Only a cutover that did not switch goes back to `synced`: if the switch
+            // committed and only its answer was lost, the job stays switched.
+            let _ = catalog.job_state_if(job.id, "cutover", "synced", &e).await;
             Err(format!("cutover failed: {e}"))
         }
     }
@@ -910,9 +941,25 @@ pub async fn abort(cfg: &Config, scheme: Option<&str>, opts: &Options) -> Result
         .await
         .map_err(|e| e.to_string())?
         .ok_or("no resharding job in progress")?;
-    if job.state == "switched" {
+    let switched = job.state == "switched"
+        || match (&job.key, job.moves.first()) {
+            (Some(key), Some(m)) => {
+                catalog
+                    .directory_get(&job.scheme, key)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .as_deref()
+                    == Some(m.target.as_str())
+            }
+            _ => catalog
+                .bucket_map(&job.scheme)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some_and(|m| m.version != job.from_version),
+        };
+    if switched {
         return Err(format!(
-            "job {} has already cut over to the new bucket map; run `shardgate reshard run` to finish its cleanup",
+            "job {} has already cut over (the live map or entry names the targets); run `shardgate reshard run` to finish its cleanup",
             job.id
         ));
     }

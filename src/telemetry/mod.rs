@@ -310,6 +310,12 @@ impl Metrics {
             .register_counter(&key(name, labels), &META)
     }
 
+    /// Fold recorded histogram samples into their buckets. Rendering does it too; this keeps
+    /// memory bounded when nothing scrapes (run it every few seconds).
+    pub fn upkeep(&self) {
+        self.inner.recorder.handle().run_upkeep();
+    }
+
     /// The Prometheus text exposition, with the state gauges refreshed from `shards`.
     pub fn render(&self, clients: usize, shards: &[ShardSample<'_>]) -> String {
         let r = &self.inner.recorder;

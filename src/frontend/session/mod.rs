@@ -442,9 +442,10 @@ impl Session {
                 r = self.client.read_buf(&mut self.crbuf) => match r {
                     Ok(0) | Err(_) => Flow::Close,
                     Ok(_) => {
-                        self.refresh();
                         self.listed.info.touch();
+                        // After a PAUSE the config may have been reloaded: refresh after it.
                         self.wait_while_paused().await;
+                        self.refresh();
                         self.on_client_input(max).await
                     }
                 },
@@ -480,7 +481,12 @@ impl Session {
 
     /// Move to the proxy's newest config snapshot after a reload. Shards are only appended,
     /// so every shard index this session holds stays valid; new shards get empty slots.
-    fn refresh(&mut self) {
+    pub(super) fn refresh(&mut self) {
+        if self.copy_in.is_some() {
+            // COPY rows are split by the router the COPY started with, onto the backends
+            // bound for it: keep both until the COPY ends.
+            return;
+        }
         let cur = self.proxy.inner.state.load();
         if Arc::ptr_eq(&cur, &self.snap) {
             return;

@@ -195,6 +195,19 @@ impl Session {
         // A resharding cutover holds some shards: wait, then route again on the new map.
         let mut waited = std::time::Duration::ZERO;
         while let Some(shard) = self.held_shard(&t) {
+            if let Some(mine) = (0..self.backends.len())
+                .find(|&s| self.backends[s].is_some() && self.proxy.holds().is_held(s))
+            {
+                // Waiting while holding a connection to a held shard would keep that shard
+                // from draining: the cutover would wait for us and we for it.
+                return Target::Refuse(PgError::error(
+                    "40001",
+                    format!(
+                        "shard \"{}\" is paused for a resharding cutover and this transaction also holds shard \"{}\", which is being cut over; retry the transaction",
+                        self.cfg.shards[shard].name, self.cfg.shards[mine].name
+                    ),
+                ));
+            }
             if waited >= crate::frontend::holds::HOLD_WAIT_MAX {
                 return Target::Refuse(PgError::error(
                     "55P03",
@@ -212,6 +225,8 @@ impl Session {
                 let _ = tokio::time::timeout(left, changed.changed()).await;
             }
             waited += started.elapsed();
+            // Route on the newest snapshot: a reload may have happened during the wait.
+            self.refresh();
             self.routed = None;
             t = self.route_cycle(items).await;
         }
