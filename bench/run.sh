@@ -105,22 +105,27 @@ users:
   - { name: app, password: app }
 pool: { mode: transaction, size: 20 }
 log_level: warn"
+# Both proxies shard pgbench_accounts and pgbench_history by aid (the one-shard proxy too, so
+# that it parses and routes by key as a sharded deployment does); branches and tellers are
+# unsharded and live on the default shard s0.
+tables="schemes:
+  by_aid: { type: hash, buckets: 1024 }
+tables:
+  pgbench_accounts: { scheme: by_aid, key: aid }
+  pgbench_history: { scheme: by_aid, key: aid }"
 cat >"$work/sg1.yaml" <<EOF
 listen: 127.0.0.1:$SG1
 $common
 shards:
   - { name: s0, url: "postgres://app:app@127.0.0.1:$P0/app" }
+$tables
 EOF
 cat >"$work/sg4.yaml" <<EOF
 listen: 127.0.0.1:$SG4
 $common
 shards:
 $(for i in 0 1 2 3; do echo "  - { name: s$i, url: \"postgres://app:app@127.0.0.1:${SH[$i]}/app\" }"; done)
-schemes:
-  by_aid: { type: hash, buckets: 1024 }
-tables:
-  pgbench_accounts: { scheme: by_aid, key: aid }
-  pgbench_history: { scheme: by_aid, key: aid }
+$tables
 EOF
 "$sg_bin" serve -c "$work/sg1.yaml" >"$work/sg1.log" 2>&1 & sg1_pid=$!; pids+=("$sg1_pid")
 "$sg_bin" serve -c "$work/sg4.yaml" >"$work/sg4.log" 2>&1 & sg4_pid=$!; pids+=("$sg4_pid")
