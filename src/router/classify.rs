@@ -82,6 +82,22 @@ fn parse_hint(comment: &str) -> Option<Hint> {
     }
 }
 
+/// Whether a BEGIN text has no options (`BEGIN`, `BEGIN WORK|TRANSACTION`, `START
+/// TRANSACTION`, any case, optional `;`): nothing the server could reject. Anything else
+/// (isolation levels, comments, savepoints for a joining shard) is not plain.
+pub fn plain_begin(text: &str) -> bool {
+    let mut words = text
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty());
+    let is = |w: Option<&str>, k: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(k));
+    let (a, b, c) = (words.next(), words.next(), words.next());
+    if c.is_some() {
+        return false;
+    }
+    (is(a, "begin") && (b.is_none() || is(b, "work") || is(b, "transaction")))
+        || (is(a, "start") && is(b, "transaction"))
+}
+
 /// The leading words (lowercase), for classification.
 fn words(s: &str, n: usize) -> Vec<String> {
     s.split(|c: char| c.is_whitespace() || c == ';' || c == '(')
@@ -126,6 +142,30 @@ pub fn kind(s: &str) -> Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_begins() {
+        for t in [
+            "BEGIN",
+            "begin;",
+            " Begin Work ; ",
+            "BEGIN TRANSACTION",
+            "start transaction",
+        ] {
+            assert!(plain_begin(t), "{t}");
+        }
+        for t in [
+            "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            "begin read only",
+            "start transaction read write",
+            "/* x */ BEGIN",
+            "BEGIN; SAVEPOINT \"a\"",
+            "START",
+            "",
+        ] {
+            assert!(!plain_begin(t), "{t}");
+        }
+    }
 
     #[test]
     fn hints_and_kinds() {

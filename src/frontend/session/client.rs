@@ -299,10 +299,13 @@ impl Session {
             None
         };
         if let Some(begin) = begin {
+            let plain = crate::router::classify::plain_begin(&begin);
             let (conn, out) = self.conn_and_buf(shard);
-            if conn.tracker.is_idle() && !conn.tracker.in_batch() && out.is_empty() {
+            if !plain && conn.tracker.is_idle() && !conn.tracker.in_batch() && out.is_empty() {
                 // Run it now, so that a BEGIN the server rejects (a bad option) fails this
-                // statement instead of letting it run outside any transaction.
+                // statement instead of letting it run outside any transaction. A plain BEGIN
+                // cannot be rejected on an idle connection: it travels in front of the
+                // statement, saving a round trip per transaction.
                 if let Err(e) = conn.run_hidden(&begin).await {
                     self.proxy_aborted = true;
                     self.status = b'E';
