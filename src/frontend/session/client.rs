@@ -546,11 +546,12 @@ impl Session {
         let mut items = Vec::new();
         for f in frames {
             let (stmt, params, executes) = match decode::client(f.tag, f.body()) {
-                Ok(ClientMessage::Parse(p)) => (
-                    Some(Stmt::new(p.sql, p.param_types)),
-                    Params::default(),
-                    false,
-                ),
+                Ok(ClientMessage::Parse(p)) => {
+                    // Only its text matters here: no statement is built (copied, hashed).
+                    let sql = String::from_utf8_lossy(p.sql);
+                    items.push(self.item(&sql, Params::default(), false));
+                    continue;
+                }
                 Ok(ClientMessage::Bind(b)) => {
                     let stmt = if b.statement.is_empty() {
                         self.unnamed.clone()
@@ -583,26 +584,26 @@ impl Session {
         };
         match msg {
             ClientMessage::Parse(p) => {
-                let stmt = Stmt::new(p.sql, p.param_types);
+                let hash = Stmt::hash_of(p.sql, p.param_types);
                 let (conn, out) = self.conn_and_buf(shard);
                 let named = if p.name.is_empty() {
-                    conn.unnamed = Some(stmt.hash);
+                    conn.unnamed = Some(hash);
                     out.extend_from_slice(&f.raw);
                     false
-                } else if conn.statements.contains(&stmt.hash) {
+                } else if conn.statements.contains(&hash) {
                     // Already prepared here under its server name: parse it into the unnamed
                     // slot instead, so the client still gets its ParseComplete in order.
                     build::parse(out, b"", p.sql, p.param_types);
-                    conn.unnamed = Some(stmt.hash);
+                    conn.unnamed = Some(hash);
                     false
                 } else {
-                    build::parse(out, &statement_name(stmt.hash), p.sql, p.param_types);
-                    conn.statements.insert(stmt.hash);
+                    build::parse(out, &statement_name(hash), p.sql, p.param_types);
+                    conn.statements.insert(hash);
                     true
                 };
                 conn.expect(Expect::Parse {
                     hidden: false,
-                    stmt: stmt.hash,
+                    stmt: hash,
                     named,
                 });
             }
