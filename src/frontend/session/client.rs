@@ -121,10 +121,7 @@ impl Session {
                 let text: Arc<str> = String::from_utf8_lossy(sql).into();
                 let items: Vec<Item> = split_statements(text.as_bytes())
                     .into_iter()
-                    .map(|s| {
-                        let piece = String::from_utf8_lossy(s);
-                        self.item(&piece, Params::default(), true)
-                    })
+                    .map(|s| self.simple_item(s))
                     .collect();
                 let mut target = self.target(&items).await;
                 if self.needs_settle(&target) {
@@ -228,7 +225,7 @@ impl Session {
     }
 
     /// The router's view of one statement.
-    fn item<'a>(&self, sql: &str, params: Params<'a>, executes: bool) -> Item<'a> {
+    pub(super) fn item<'a>(&self, sql: &str, params: Params<'a>, executes: bool) -> Item<'a> {
         let mut plan = self.snap.router.plan(sql);
         if !self.text_keys_reliable(&plan) {
             if let Plan::Sharded { .. } = plan.as_ref() {
