@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # shardgate benchmark (issue 8): direct Postgres vs PgBouncer vs shardgate, side by side.
 #
-#   bench/run.sh [--quick]        # quick: ~5 minutes, 1 round of 4 s per run; full: ~30 minutes
+#   bench/run.sh [--quick]        # quick: ~5 minutes, 1 round of 4 s per run; full: ~30 minutes,
+#                                 # 3 rounds of 12 s (both at pgbench scale 5: the data fits in
+#                                 # memory either way, and the overhead measured does not grow)
 #   bench/run.sh --hold           # same setup, print the targets' ports, wait for Ctrl-C
 #   bench/run.sh --profile DIR    # same setup, then perf profiles of the one-shard proxy under
 #                                 # pgbench -S -M extended and -M simple (16 clients) into DIR
@@ -28,7 +30,7 @@ case "${1:-}" in
   *) echo "usage: bench/run.sh [--quick]" >&2; exit 2 ;;
 esac
 if [[ $mode != full ]]; then secs=4; rounds=1; scale=5; idle_n=2000
-else secs=12; rounds=3; scale=10; idle_n=2000; fi
+else secs=12; rounds=3; scale=5; idle_n=2000; fi
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
