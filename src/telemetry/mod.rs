@@ -269,6 +269,14 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the state gauges refreshed from `shards`.
+    /// Fold the histogram samples recorded since the last call into their buckets. The
+    /// recorder keeps every raw sample (8 bytes per statement) until a scrape or this upkeep
+    /// folds them: without a scraper that grew the proxy by 160 MB over a 30-minute
+    /// benchmark. The health loop calls it every 2 s.
+    pub fn upkeep(&self) {
+        self.inner.recorder.handle().run_upkeep();
+    }
+
     pub fn render(&self, clients: usize, shards: &[ShardSample<'_>]) -> String {
         let r = &self.inner.recorder;
         self.inner.clients.set(clients as f64);
@@ -365,6 +373,19 @@ fn describe(r: &PrometheusRecorder) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upkeep_keeps_histogram_counts() {
+        let m = Metrics::new();
+        for _ in 0..1000 {
+            m.duration(RouteClass::Single, 0.0003);
+        }
+        m.upkeep();
+        m.duration(RouteClass::Single, 0.0003);
+        let text = m.render(0, &[]);
+        let want = "shardgate_query_duration_seconds_count{route=\"single\"} 1001";
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
 
     #[test]
     fn renders_every_family_with_counts() {
