@@ -78,9 +78,15 @@ pub fn normalize(sql: &str) -> Option<(String, Vec<Range<usize>>)> {
 mod tests {
     use super::normalize;
 
+    /// A statement, and its normalised text with the literals taken out (None: left alone).
+    type Case = (
+        &'static str,
+        Option<(&'static str, &'static [&'static str])>,
+    );
+
     #[test]
     fn table() {
-        let cases: &[(&str, Option<(&str, &[&str])>)] = &[
+        let cases: &[Case] = &[
             (
                 "SELECT abalance FROM pgbench_accounts WHERE aid = 4242;",
                 Some((
