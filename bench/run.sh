@@ -36,8 +36,8 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # --- prerequisites ---------------------------------------------------------------------------
-if [[ $mode == profile ]] && ! command -v perf >/dev/null; then
-  log "installing linux-perf"; apt-get update -qq && apt-get install -y -qq linux-perf >/dev/null
+if [[ $mode == profile ]] && ! { command -v perf && command -v strace; } >/dev/null; then
+  log "installing linux-perf and strace"; apt-get update -qq && apt-get install -y -qq linux-perf strace >/dev/null
 fi
 if ! command -v pgbouncer >/dev/null && [[ ! -x /usr/sbin/pgbouncer ]]; then
   log "installing pgbouncer"; apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null
