@@ -395,15 +395,7 @@ impl Proxy {
             tokio::spawn(recovery_loop(self.clone()));
         }
         tokio::spawn(health_loop(self.clone()));
-        let (me, mut stop) = (self.clone(), self.shutdown_signal());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => me.metrics().upkeep(),
-                    _ = stop.changed() => return,
-                }
-            }
-        });
+
         tracing::info!(%addr, "shardgate listening");
         if let Some(m) = metrics_addr {
             tracing::info!(addr = %m, "metrics at http://{m}/metrics");
@@ -469,7 +461,8 @@ impl RunningProxy {
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Check every shard's pool periodically until shutdown, so that `shardgate_shard_up` and
-/// `SHOW SHARDS` follow a shard going down and coming back even without traffic.
+/// `SHOW SHARDS` follow a shard going down and coming back even without traffic; and fold the
+/// metrics' histogram samples, which otherwise pile up until a scrape.
 async fn health_loop(proxy: Proxy) {
     let mut shutdown = proxy.shutdown_signal();
     loop {
@@ -477,6 +470,7 @@ async fn health_loop(proxy: Proxy) {
             _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
             _ = shutdown.changed() => return,
         }
+        proxy.metrics().upkeep();
         let pools = proxy.pools();
         let checks = pools.iter().map(|p| async move {
             let was = p.is_up();

@@ -82,43 +82,80 @@ fn parse_hint(comment: &str) -> Option<Hint> {
     }
 }
 
-/// The leading words (lowercase), for classification.
-fn words(s: &str, n: usize) -> Vec<String> {
-    s.split(|c: char| c.is_whitespace() || c == ';' || c == '(')
-        .filter(|w| !w.is_empty())
-        .take(n)
-        .map(str::to_ascii_lowercase)
-        .collect()
+/// Whether a BEGIN text has no options (`BEGIN`, `BEGIN WORK|TRANSACTION`, `START
+/// TRANSACTION`, any case, optional `;`): nothing the server could reject. Anything else
+/// (isolation levels, comments, savepoints for a joining shard) is not plain.
+pub fn plain_begin(text: &str) -> bool {
+    let mut words = text
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty());
+    let is = |w: Option<&str>, k: &str| w.is_some_and(|w| w.eq_ignore_ascii_case(k));
+    let (a, b, c) = (words.next(), words.next(), words.next());
+    if c.is_some() {
+        return false;
+    }
+    (is(a, "begin") && (b.is_none() || is(b, "work") || is(b, "transaction")))
+        || (is(a, "start") && is(b, "transaction"))
 }
 
-/// Classify by the first keywords of `s` (already stripped of leading comments).
+/// Classify by the first keywords of `s` (already stripped of leading comments). Runs for
+/// every statement a client sends, so it compares words in place instead of allocating.
 pub fn kind(s: &str) -> Kind {
-    let w = words(s, 4);
-    let w0 = w.first().map(String::as_str).unwrap_or("");
-    let mut w1 = w.get(1).map(String::as_str).unwrap_or("");
-    if matches!(w0, "rollback" | "commit" | "end" | "abort") && matches!(w1, "work" | "transaction")
-    {
+    let mut w = s
+        .split(|c: char| c.is_whitespace() || c == ';' || c == '(')
+        .filter(|w| !w.is_empty());
+    let w0 = w.next().unwrap_or("");
+    let mut w1 = w.next().unwrap_or("");
+    let is = |word: &str, k: &str| word.eq_ignore_ascii_case(k);
+    let any = |word: &str, ks: &[&str]| ks.iter().any(|k| word.eq_ignore_ascii_case(k));
+    if any(w0, &["rollback", "commit", "end", "abort"]) && any(w1, &["work", "transaction"]) {
         // ROLLBACK WORK TO SAVEPOINT, COMMIT TRANSACTION ...: the noise word changes nothing.
-        w1 = w.get(2).map(String::as_str).unwrap_or("");
+        w1 = w.next().unwrap_or("");
     }
     match w0 {
         "" => Kind::Empty,
-        "begin" | "start" => Kind::Begin,
-        "commit" | "end" if w1 == "prepared" => Kind::ClientTwoPhase,
-        "commit" | "end" => Kind::Commit,
-        "abort" => Kind::Rollback,
-        "rollback" if w1 == "prepared" => Kind::ClientTwoPhase,
-        "rollback" if w1 == "to" => Kind::Savepoint,
-        "rollback" => Kind::Rollback,
-        "savepoint" | "release" => Kind::Savepoint,
-        "prepare" if w1 == "transaction" => Kind::ClientTwoPhase,
-        "set" | "reset" | "show" | "discard" | "deallocate" | "listen" | "unlisten" | "notify"
-        | "load" => Kind::Session,
-        "fetch" | "move" | "close" => Kind::Cursor,
-        "vacuum" | "analyze" | "analyse" | "cluster" | "reindex" | "checkpoint" => {
+        _ if any(w0, &["begin", "start"]) => Kind::Begin,
+        _ if any(w0, &["commit", "end"]) && is(w1, "prepared") => Kind::ClientTwoPhase,
+        _ if any(w0, &["commit", "end"]) => Kind::Commit,
+        _ if is(w0, "abort") => Kind::Rollback,
+        _ if is(w0, "rollback") && is(w1, "prepared") => Kind::ClientTwoPhase,
+        _ if is(w0, "rollback") && is(w1, "to") => Kind::Savepoint,
+        _ if is(w0, "rollback") => Kind::Rollback,
+        _ if any(w0, &["savepoint", "release"]) => Kind::Savepoint,
+        _ if is(w0, "prepare") && is(w1, "transaction") => Kind::ClientTwoPhase,
+        _ if any(
+            w0,
+            &[
+                "set",
+                "reset",
+                "show",
+                "discard",
+                "deallocate",
+                "listen",
+                "unlisten",
+                "notify",
+                "load",
+            ],
+        ) =>
+        {
+            Kind::Session
+        }
+        _ if any(w0, &["fetch", "move", "close"]) => Kind::Cursor,
+        _ if any(
+            w0,
+            &[
+                "vacuum",
+                "analyze",
+                "analyse",
+                "cluster",
+                "reindex",
+                "checkpoint",
+            ],
+        ) =>
+        {
             Kind::Maintenance
         }
-        "do" => Kind::Opaque,
+        _ if is(w0, "do") => Kind::Opaque,
         _ => Kind::Parse,
     }
 }
@@ -126,6 +163,30 @@ pub fn kind(s: &str) -> Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_begins() {
+        for t in [
+            "BEGIN",
+            "begin;",
+            " Begin Work ; ",
+            "BEGIN TRANSACTION",
+            "start transaction",
+        ] {
+            assert!(plain_begin(t), "{t}");
+        }
+        for t in [
+            "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            "begin read only",
+            "start transaction read write",
+            "/* x */ BEGIN",
+            "BEGIN; SAVEPOINT \"a\"",
+            "START",
+            "",
+        ] {
+            assert!(!plain_begin(t), "{t}");
+        }
+    }
 
     #[test]
     fn hints_and_kinds() {

@@ -3,6 +3,7 @@
 //! - `classify`: hints and the statement kinds sqlparser cannot or need not read;
 //! - `analyze` + `scope`: text -> [`Plan`] (tables, keys, co-location), cached by text;
 //! - `keys`: literals and bound parameters -> key values;
+//! - `normalize`: integer literals -> parameters, so literal texts share a cached plan;
 //! - `place`: plan + parameters + bucket map/directory -> shards, with a reason;
 //! - `hash`, `key`: the sharding functions and the key value type.
 //!
@@ -14,6 +15,7 @@ pub mod classify;
 pub mod hash;
 pub mod key;
 pub mod keys;
+pub mod normalize;
 pub mod place;
 pub mod rewrite;
 pub mod scope;
@@ -23,6 +25,7 @@ pub mod split;
 mod tests;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -142,6 +145,34 @@ impl Router {
             c.insert(sql.into(), plan.clone());
         }
         plan
+    }
+
+    /// A simple-protocol statement through the literal-normalised cache: the plan of its text
+    /// with its integer literals as parameters (`normalize`), and those literals' byte ranges
+    /// in `sql`, to bind as text parameters. Some only when that plan, with the literals
+    /// bound, routes to exactly one shard by key, which is the decision the literal text
+    /// itself gets; then the literal text need not be parsed. None sends the caller to
+    /// [`Router::plan`].
+    pub fn plan_normalized<D: DirectoryLookup>(
+        &self,
+        sql: &str,
+        dir: &D,
+    ) -> Option<(Arc<Plan>, Vec<Range<usize>>)> {
+        let (text, literals) = normalize::normalize(sql)?;
+        let plan = self.plan(&text);
+        if !matches!(plan.as_ref(), Plan::Sharded { keys: Some(_), .. }) {
+            return None;
+        }
+        let values = literals
+            .iter()
+            .map(|r| Some(&sql.as_bytes()[r.clone()]))
+            .collect();
+        match self.decide(&plan, &Params::new(&[], values), dir) {
+            Decision::Route(r) if r.shards.len() == 1 && r.class == RouteClass::Single => {
+                Some((plan, literals))
+            }
+            _ => None,
+        }
     }
 
     /// Decide where a planned statement goes, given its parameters.

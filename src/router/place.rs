@@ -176,6 +176,26 @@ enum KeyShard {
     Refuse(String),
 }
 
+/// The distinct shards of a bucket map, sorted: one pass over the map (every statement that
+/// cannot use its key asks, so no copy of the map and no sort of its 1024 entries).
+fn distinct_shards(map: &[ShardId], shards: usize) -> Vec<ShardId> {
+    let mut seen = vec![false; shards];
+    let mut out_of_range = Vec::new();
+    for &s in map {
+        match seen.get_mut(s) {
+            Some(x) => *x = true,
+            None => out_of_range.push(s),
+        }
+    }
+    let mut v: Vec<ShardId> = (0..shards).filter(|&s| seen[s]).collect();
+    if !out_of_range.is_empty() {
+        v.extend(out_of_range);
+        v.sort_unstable();
+        v.dedup();
+    }
+    v
+}
+
 impl<D: DirectoryLookup> Placer<'_, D> {
     /// The shard of one key of `scheme` (directory schemes consult `dir`, then the fallback).
     pub fn shard_of_key(&self, scheme: &str, key: &KeyValue) -> Result<ShardId, String> {
@@ -193,12 +213,15 @@ impl<D: DirectoryLookup> Placer<'_, D> {
     /// Every shard a scheme can place a key on.
     fn scheme_shards(&self, scheme: &str) -> Vec<ShardId> {
         let mut v: Vec<ShardId> = match self.cfg.schemes.get(scheme) {
-            Some(Scheme::Hash(h)) if h.function == HashFunction::Postgres => self
-                .maps
-                .0
-                .get(scheme)
-                .map(|m| m.as_ref().clone())
-                .unwrap_or_else(|| h.map.clone()),
+            Some(Scheme::Hash(h)) if h.function == HashFunction::Postgres => {
+                let map = self
+                    .maps
+                    .0
+                    .get(scheme)
+                    .map(|m| m.as_slice())
+                    .unwrap_or(&h.map);
+                return distinct_shards(map, self.cfg.shards.len());
+            }
             Some(Scheme::Hash(h)) => h.shards.clone(),
             Some(Scheme::Range(r)) => r.ranges.iter().map(|e| e.shard).collect(),
             // A directory entry may name any shard.
@@ -574,5 +597,19 @@ impl<D: DirectoryLookup> Placer<'_, D> {
             merge,
             format!("{table}: {why}: every shard of scheme {scheme}"),
         )
+    }
+}
+
+#[cfg(test)]
+mod distinct_tests {
+    use super::distinct_shards;
+
+    #[test]
+    fn distinct_shards_of_maps() {
+        assert_eq!(distinct_shards(&[2, 0, 2, 0], 4), vec![0, 2]);
+        assert_eq!(distinct_shards(&[1; 1024], 2), vec![1]);
+        assert_eq!(distinct_shards(&[], 3), Vec::<usize>::new());
+        // An id past the configured shards (never in a validated map) is still reported.
+        assert_eq!(distinct_shards(&[5, 1, 5], 2), vec![1, 5]);
     }
 }

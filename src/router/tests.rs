@@ -681,3 +681,79 @@ fn typed_routing_table() {
         check(&r, sql, params, want);
     }
 }
+
+/// The literal-normalised plan decides exactly as the literal text does whenever it is used
+/// (one shard by key), and is not used otherwise.
+#[test]
+fn normalized_plans_route_as_their_literal_texts() {
+    let r = router();
+    let cases = [
+        ("select * from users where id = 42", true),
+        ("SELECT name FROM users WHERE id=7;", true),
+        ("update users set name = 'x' where id = 1000001", true),
+        ("delete from posts where user_id = 3 and id = 9", true),
+        ("insert into users (id, name) values (5, 'a')", true),
+        (
+            "select * from users u join posts p on p.user_id = u.id where u.id = 12",
+            true,
+        ),
+        ("select * from events where id = 999999", true),
+        ("select * from events where id = 1000000", true),
+        ("select * from users where id in (1, 1)", true),
+        (
+            "select * from users where id in (1, 2, 3, 4, 5, 6, 7, 8)",
+            false,
+        ),
+        (
+            "insert into users (id, name) values (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')",
+            false,
+        ),
+        (
+            "select * from users where id > 5 order by id limit 10",
+            false,
+        ),
+        ("select * from countries where code = 'de' limit 1", false),
+        ("select * from orgs where org_id = '42'", false),
+        ("select * from users where id = -5", false),
+        ("select 1", false),
+        ("select * from unknown_table where id = 1", false),
+    ];
+    for (sql, used) in cases {
+        let original = r.decide(&r.plan(sql), &Params::default(), &NoDirectory);
+        match r.plan_normalized(sql, &NoDirectory) {
+            Some((plan, lits)) => {
+                assert!(used, "{sql}: normalised plan used");
+                let values = lits
+                    .iter()
+                    .map(|l| Some(&sql.as_bytes()[l.clone()]))
+                    .collect();
+                let d = r.decide(&plan, &Params::new(&[], values), &NoDirectory);
+                let (Decision::Route(a), Decision::Route(b)) = (&original, &d) else {
+                    panic!("{sql}: {original:?} vs {d:?}");
+                };
+                assert_eq!(
+                    (
+                        &a.shards,
+                        a.class,
+                        a.write,
+                        a.transactional,
+                        a.flexible,
+                        &a.row_shards,
+                        &a.merge
+                    ),
+                    (
+                        &b.shards,
+                        b.class,
+                        b.write,
+                        b.transactional,
+                        b.flexible,
+                        &b.row_shards,
+                        &b.merge
+                    ),
+                    "{sql}"
+                );
+            }
+            None => assert!(!used, "{sql}: normalised plan not used"),
+        }
+    }
+}

@@ -310,8 +310,10 @@ impl Metrics {
             .register_counter(&key(name, labels), &META)
     }
 
-    /// Fold recorded histogram samples into their buckets. Rendering does it too; this keeps
-    /// memory bounded when nothing scrapes (run it every few seconds).
+    /// Fold the histogram samples recorded since the last call into their buckets. The
+    /// recorder keeps every raw sample (8 bytes per statement) until a scrape or this upkeep
+    /// folds them: without a scraper that grew the proxy by 160 MB over a 30-minute
+    /// benchmark. The health loop calls it every 2 s.
     pub fn upkeep(&self) {
         self.inner.recorder.handle().run_upkeep();
     }
@@ -413,6 +415,19 @@ fn describe(r: &PrometheusRecorder) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upkeep_keeps_histogram_counts() {
+        let m = Metrics::new();
+        for _ in 0..1000 {
+            m.duration(RouteClass::Single, 0.0003);
+        }
+        m.upkeep();
+        m.duration(RouteClass::Single, 0.0003);
+        let text = m.render(0, &[]);
+        let want = "shardgate_query_duration_seconds_count{route=\"single\"} 1001";
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
 
     #[test]
     fn renders_every_family_with_counts() {

@@ -121,10 +121,7 @@ impl Session {
                 let text: Arc<str> = String::from_utf8_lossy(sql).into();
                 let items: Vec<Item> = split_statements(text.as_bytes())
                     .into_iter()
-                    .map(|s| {
-                        let piece = String::from_utf8_lossy(s);
-                        self.item(&piece, Params::default(), true)
-                    })
+                    .map(|s| self.simple_item(s))
                     .collect();
                 let mut target = self.target(&items).await;
                 if self.needs_settle(&target) {
@@ -228,7 +225,7 @@ impl Session {
     }
 
     /// The router's view of one statement.
-    fn item<'a>(&self, sql: &str, params: Params<'a>, executes: bool) -> Item<'a> {
+    pub(super) fn item<'a>(&self, sql: &str, params: Params<'a>, executes: bool) -> Item<'a> {
         let mut plan = self.snap.router.plan(sql);
         if !self.text_keys_reliable(&plan) {
             if let Plan::Sharded { .. } = plan.as_ref() {
@@ -299,10 +296,13 @@ impl Session {
             None
         };
         if let Some(begin) = begin {
+            let plain = crate::router::classify::plain_begin(&begin);
             let (conn, out) = self.conn_and_buf(shard);
-            if conn.tracker.is_idle() && !conn.tracker.in_batch() && out.is_empty() {
+            if !plain && conn.tracker.is_idle() && !conn.tracker.in_batch() && out.is_empty() {
                 // Run it now, so that a BEGIN the server rejects (a bad option) fails this
-                // statement instead of letting it run outside any transaction.
+                // statement instead of letting it run outside any transaction. A plain BEGIN
+                // cannot be rejected on an idle connection: it travels in front of the
+                // statement, saving a round trip per transaction.
                 if let Err(e) = conn.run_hidden(&begin).await {
                     self.proxy_aborted = true;
                     self.status = b'E';
@@ -543,11 +543,12 @@ impl Session {
         let mut items = Vec::new();
         for f in frames {
             let (stmt, params, executes) = match decode::client(f.tag, f.body()) {
-                Ok(ClientMessage::Parse(p)) => (
-                    Some(Stmt::new(p.sql, p.param_types)),
-                    Params::default(),
-                    false,
-                ),
+                Ok(ClientMessage::Parse(p)) => {
+                    // Only its text matters here: no statement is built (copied, hashed).
+                    let sql = String::from_utf8_lossy(p.sql);
+                    items.push(self.item(&sql, Params::default(), false));
+                    continue;
+                }
                 Ok(ClientMessage::Bind(b)) => {
                     let stmt = if b.statement.is_empty() {
                         self.unnamed.clone()
@@ -580,26 +581,26 @@ impl Session {
         };
         match msg {
             ClientMessage::Parse(p) => {
-                let stmt = Stmt::new(p.sql, p.param_types);
+                let hash = Stmt::hash_of(p.sql, p.param_types);
                 let (conn, out) = self.conn_and_buf(shard);
                 let named = if p.name.is_empty() {
-                    conn.unnamed = Some(stmt.hash);
+                    conn.unnamed = Some(hash);
                     out.extend_from_slice(&f.raw);
                     false
-                } else if conn.statements.contains(&stmt.hash) {
+                } else if conn.statements.contains(&hash) {
                     // Already prepared here under its server name: parse it into the unnamed
                     // slot instead, so the client still gets its ParseComplete in order.
                     build::parse(out, b"", p.sql, p.param_types);
-                    conn.unnamed = Some(stmt.hash);
+                    conn.unnamed = Some(hash);
                     false
                 } else {
-                    build::parse(out, &statement_name(stmt.hash), p.sql, p.param_types);
-                    conn.statements.insert(stmt.hash);
+                    build::parse(out, &statement_name(hash), p.sql, p.param_types);
+                    conn.statements.insert(hash);
                     true
                 };
                 conn.expect(Expect::Parse {
                     hidden: false,
-                    stmt: stmt.hash,
+                    stmt: hash,
                     named,
                 });
             }

@@ -4,9 +4,11 @@
 //!
 //! The loop takes a shard's next message only when the merger wants a row from that shard, so
 //! memory stays bounded however many rows flow: the other shards wait in their sockets. Once
-//! LIMIT is satisfied outside a transaction, the shards still sending are dropped (closing the
-//! connection makes each server abandon its query) rather than read to the end. The first
-//! error from any shard, or from the merge itself, fails the statement.
+//! LIMIT is satisfied, the rest of each shard's answer is read and discarded when it is short
+//! (each shard was asked for at most `LIMIT + OFFSET` rows, at most [`DRAIN_ROWS`]), so the
+//! connections go back to the pool; past that, outside a transaction, the shards still sending
+//! are dropped (closing the connection makes each server abandon its query). The first error
+//! from any shard, or from the merge itself, fails the statement.
 
 use std::sync::Arc;
 
@@ -23,6 +25,11 @@ use crate::protocol::{build, decode, frame, sqlstate, Frame, PgError};
 
 /// Write to the client once this much output has collected.
 const FLUSH_AT: usize = 64 * 1024;
+
+/// Up to this many rows per shard (`LIMIT + OFFSET`), the rest of a shard's answer after the
+/// merge is done is read and discarded rather than the connection closed: a new server
+/// connection (fork, authentication) costs far more than skipping a few thousand rows.
+const DRAIN_ROWS: u64 = 10_000;
 
 /// The ErrorResponse frame for a merge failure (the engine names shards by position).
 fn merge_error(
@@ -58,6 +65,13 @@ impl Session {
         let describe = ext.as_ref().is_none_or(|(_, d)| *d);
         let max_rows = self.cfg.limits.max_merge_rows;
         let in_txn = !self.participants.is_empty();
+        // Whether the shards' answers are short enough to read to the end once LIMIT is met:
+        // only ungrouped reads carry LIMIT + OFFSET to the shards (router::rewrite).
+        let ungrouped = plan.group_by.is_empty() && !plan.aggregate && !plan.distinct;
+        let drain = ungrouped
+            && plan
+                .limit
+                .is_some_and(|l| l.saturating_add(plan.offset) <= DRAIN_ROWS);
         let mut merger: Option<Merger> = None;
         let mut ready = vec![false; n]; // ReadyForQuery seen
         let mut ended = vec![false; n]; // CommandComplete seen
@@ -195,8 +209,9 @@ impl Session {
             if ready.iter().all(|&r| r) {
                 break;
             }
-            if done && !in_txn {
-                // LIMIT is satisfied: stop the shards still sending instead of reading on.
+            if done && !in_txn && !drain {
+                // LIMIT is satisfied and the rest may be long: stop the shards still sending
+                // instead of reading on.
                 for i in 0..n {
                     if !ready[i] {
                         if let Some(c) = self.backends[shards[i]].as_mut() {

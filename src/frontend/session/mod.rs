@@ -60,15 +60,20 @@ pub(super) struct Stmt {
 
 impl Stmt {
     fn new(sql: &[u8], param_types: &[u8]) -> Arc<Stmt> {
+        Arc::new(Stmt {
+            sql: Bytes::copy_from_slice(sql),
+            param_types: Bytes::copy_from_slice(param_types),
+            hash: Stmt::hash_of(sql, param_types),
+        })
+    }
+
+    /// The hash that names a statement on servers, without building a `Stmt`.
+    fn hash_of(sql: &[u8], param_types: &[u8]) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         sql.hash(&mut h);
         param_types.hash(&mut h);
-        Arc::new(Stmt {
-            sql: Bytes::copy_from_slice(sql),
-            param_types: Bytes::copy_from_slice(param_types),
-            hash: h.finish(),
-        })
+        h.finish()
     }
 }
 

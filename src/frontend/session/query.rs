@@ -1,14 +1,39 @@
 //! A simple Query, once routed: sent to its one shard, to several (a fan-out read, an
 //! implicit two-phase-commit write, a split INSERT or COPY), to a merge, or answered or
-//! refused by the proxy itself.
+//! refused by the proxy itself; and how a simple Query's statements are planned (through
+//! the literal-normalised plan cache when they route to one shard by key).
 
-use super::route::Target;
+use super::route::{Item, Target};
 use super::Session;
 use crate::config::ShardId;
 use crate::protocol::track::Expect;
 use crate::protocol::{build, sqlstate, Frame, PgError};
+use crate::router::Params;
 
 impl Session {
+    /// The router's view of one statement of a simple Query: from the literal-normalised plan
+    /// cache, its integer literals bound as parameters, when that routes it to one shard by
+    /// key (the text itself is then not parsed); otherwise as [`Session::item`].
+    pub(super) fn simple_item<'a>(&self, stmt: &'a [u8]) -> Item<'a> {
+        let piece = String::from_utf8_lossy(stmt);
+        // Literal offsets are byte offsets into `stmt` only when the text is valid UTF-8.
+        if self.utf8_client && matches!(piece, std::borrow::Cow::Borrowed(_)) {
+            let router = &self.snap.router;
+            if let Some((plan, literals)) =
+                router.plan_normalized(&piece, &crate::router::NoDirectory)
+            {
+                let values = literals.into_iter().map(|r| Some(&stmt[r])).collect();
+                return Item {
+                    plan,
+                    params: Params::new(&[], values),
+                    executes: true,
+                    sql: piece.as_ref().into(),
+                };
+            }
+        }
+        self.item(&piece, Params::default(), true)
+    }
+
     /// Route and send a simple Query. Returns false when the session must close.
     pub(super) async fn dispatch_query(&mut self, target: Target, f: &Frame) -> bool {
         match target {
