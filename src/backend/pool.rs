@@ -37,6 +37,8 @@ struct PoolInner {
     active: AtomicUsize,
     /// Checkouts past their permit but not yet handed out (connecting, probing).
     pending: AtomicUsize,
+    /// Permits a smaller pool size still has to take back from connections in use.
+    owed: AtomicUsize,
     /// A resharding cutover holds this shard: checkouts that race the hold are refused.
     held: AtomicBool,
     /// Checkouts waiting for a free connection: (ticket, since when).
@@ -60,7 +62,8 @@ pub struct PoolStats {
 pub struct PooledConn {
     conn: Option<ServerConn>,
     pool: Arc<PoolInner>,
-    _permit: OwnedSemaphorePermit,
+    /// Given back on drop, unless a smaller pool size still owes permits (then forgotten).
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl std::ops::Deref for PooledConn {
@@ -83,6 +86,11 @@ impl std::ops::DerefMut for PooledConn {
 impl Drop for PooledConn {
     fn drop(&mut self) {
         self.pool.active.fetch_sub(1, Ordering::SeqCst);
+        if take_owed(&self.pool.owed) {
+            if let Some(p) = self.permit.take() {
+                p.forget();
+            }
+        }
         if let Some(mut conn) = self.conn.take() {
             if conn.is_clean() {
                 conn.last_used = Instant::now();
@@ -94,6 +102,12 @@ impl Drop for PooledConn {
             }
         }
     }
+}
+
+/// Take one owed permit, if any is owed.
+fn take_owed(owed: &AtomicUsize) -> bool {
+    owed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// Un-counts a checkout's `pending` when it ends (handed out, failed or cancelled).
@@ -140,6 +154,7 @@ impl ShardPool {
                 cfg: arc_swap::ArcSwap::from_pointee(cfg),
                 active: AtomicUsize::new(0),
                 pending: AtomicUsize::new(0),
+                owed: AtomicUsize::new(0),
                 waiters: Mutex::new(Vec::new()),
                 held: AtomicBool::new(false),
                 next_ticket: AtomicU64::new(0),
@@ -199,20 +214,31 @@ impl ShardPool {
     }
 
     /// Apply new pool settings (a reload). A larger size takes effect at once; a smaller one
-    /// as connections come back (no client loses its connection).
+    /// takes free permits away now and the rest as connections come back (no client loses
+    /// its connection). A later increase first cancels what is still owed.
     pub fn reconfigure(&self, cfg: PoolConfig) {
-        let old = self.inner.cfg.load().size;
-        let new = cfg.size;
-        self.inner.cfg.store(Arc::new(cfg));
+        let inner = &self.inner;
+        let old = inner.cfg.load().size as usize;
+        let new = cfg.size as usize;
+        inner.cfg.store(Arc::new(cfg));
         if new > old {
-            self.inner.permits.add_permits((new - old) as usize);
+            let mut grow = new - old;
+            while grow > 0 && take_owed(&inner.owed) {
+                grow -= 1;
+            }
+            inner.permits.add_permits(grow);
         } else if new < old {
-            let permits = self.inner.permits.clone();
-            tokio::spawn(async move {
-                if let Ok(p) = permits.acquire_many_owned(old - new).await {
-                    p.forget();
+            let mut shrink = old - new;
+            while shrink > 0 {
+                match inner.permits.try_acquire() {
+                    Ok(p) => {
+                        p.forget();
+                        shrink -= 1;
+                    }
+                    Err(_) => break,
                 }
-            });
+            }
+            inner.owed.fetch_add(shrink, Ordering::SeqCst);
         }
     }
 
@@ -286,7 +312,7 @@ impl ShardPool {
         PooledConn {
             conn: Some(conn),
             pool: self.inner.clone(),
-            _permit: permit,
+            permit: Some(permit),
         }
     }
 
@@ -359,5 +385,43 @@ impl ShardPool {
         if let Ok(mut idle) = self.inner.idle.lock() {
             idle.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod resize_tests {
+    use super::*;
+
+    fn pool(size: u32) -> ShardPool {
+        let cfg = crate::config::parse(
+            "shards:\n  - { name: s0, url: \"postgres://a@127.0.0.1:1/db\" }\n",
+            std::path::Path::new("x.yaml"),
+        )
+        .unwrap();
+        let mut pc = cfg.pool.clone();
+        pc.size = size;
+        ShardPool::new(0, "s0", cfg.shards[0].target.clone(), pc)
+    }
+
+    fn with(p: &ShardPool, size: u32) {
+        let mut c = (*p.config()).clone();
+        c.size = size;
+        p.reconfigure(c);
+    }
+
+    #[tokio::test]
+    async fn shrinking_then_growing_keeps_the_capacity_asked_for() {
+        let p = pool(4);
+        // Two permits in use (as if two connections were checked out).
+        let a = p.inner.permits.clone().try_acquire_owned().unwrap();
+        let b = p.inner.permits.clone().try_acquire_owned().unwrap();
+        with(&p, 1); // two free permits taken now, one owed by the connections in use
+        assert_eq!(p.inner.permits.available_permits(), 0);
+        assert_eq!(p.inner.owed.load(Ordering::SeqCst), 1);
+        with(&p, 3); // +2: one cancels the debt, one is added
+        assert_eq!(p.inner.owed.load(Ordering::SeqCst), 0);
+        assert_eq!(p.inner.permits.available_permits(), 1);
+        drop((a, b));
+        assert_eq!(p.inner.permits.available_permits(), 3);
     }
 }
