@@ -16,6 +16,9 @@
 //! subscriptions (superuser on PostgreSQL 15): `--admin-user` names it; its password comes
 //! from `SHARDGATE_ADMIN_PASSWORD` (or trust/peer rules).
 
+mod copy;
+mod ctx;
+mod cutover;
 pub mod plan;
 mod steps;
 
@@ -65,6 +68,14 @@ pub fn scheme_tables(cfg: &Config, scheme: &str) -> Result<(u32, Vec<SchemeTable
         })
         .collect();
     Ok((buckets, tables))
+}
+
+/// The bucket of a row of `t` as an `int` (the bucket function's SQL form, SPEC 4.1).
+pub fn bucket_expr(t: &SchemeTable, buckets: u32) -> String {
+    format!(
+        "({})::int",
+        crate::router::hash::bucket_sql(&t.key, t.key_type, buckets)
+    )
 }
 
 /// A table name as SQL (each dotted part quoted).
@@ -133,10 +144,7 @@ pub async fn estimate(
         let c = connect(&admin_target(&shard.target, admin_user), "estimate").await?;
         let mut e = Estimate::default();
         for t in &tables {
-            let expr = format!(
-                "({})::int",
-                crate::router::hash::bucket_sql(&t.key, t.key_type, buckets)
-            );
+            let expr = bucket_expr(t, buckets);
             let sql = format!(
                 "SELECT count(*)::bigint, coalesce(sum(pg_column_size(x.*)), 0)::bigint FROM {} x WHERE {expr} = ANY($1)",
                 quoted(&t.name)
