@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::ctx::{sqlerr, Ctx, Pair};
-use super::plan::{self, Move};
+use super::plan;
 use super::{quoted, wait_until};
 use crate::catalog::Job;
 
@@ -120,16 +120,7 @@ pub(super) async fn cutover(ctx: &Ctx<'_>, job: &Job, pairs: &[Pair]) -> Result<
             .await
             .map_err(|e| e.to_string())?
             .ok_or("the bucket map disappeared")?;
-        let moves: Vec<Move> = job
-            .moves
-            .iter()
-            .map(|m| Move {
-                bucket: m.bucket as u32,
-                from: m.source.clone(),
-                to: m.target.clone(),
-            })
-            .collect();
-        let next = plan::apply(&live.shards, &moves);
+        let next = plan::apply(&live.shards, &super::job_moves(job));
         catalog
             .switch_map(job.id, &job.scheme, job.from_version, &next)
             .await

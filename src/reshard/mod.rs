@@ -162,17 +162,21 @@ pub async fn estimate(
     Ok(out)
 }
 
-/// What `reshard status` prints for one job.
-pub fn describe(job: &Job) -> String {
-    let moves: Vec<plan::Move> = job
-        .moves
+/// A recorded job's moves as the planner's type.
+pub(crate) fn job_moves(job: &Job) -> Vec<plan::Move> {
+    job.moves
         .iter()
         .map(|m: &BucketMove| plan::Move {
             bucket: m.bucket as u32,
             from: m.source.clone(),
             to: m.target.clone(),
         })
-        .collect();
+        .collect()
+}
+
+/// What `reshard status` prints for one job.
+pub fn describe(job: &Job) -> String {
+    let moves = job_moves(job);
     let mut s = format!(
         "job {} scheme {}: {}{}\n",
         job.id,
